@@ -1,0 +1,1 @@
+"""Kernel implementations under test (Triton, CUDA C++, W4A16)."""

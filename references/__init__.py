@@ -1,0 +1,1 @@
+"""Reference implementations (exact float64 and rounding recipes)."""

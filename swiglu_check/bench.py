@@ -1,0 +1,140 @@
+"""`swiglu-check bench`: speed of every backend, against the device's own copy bandwidth.
+
+Method (the device README's METHOD.md): CUDA events around each call, warm-up first,
+median of many calls, and inputs rotated among enough sets that they do not all fit in
+L2 (so small shapes are not flattered by the cache). Bytes count what must cross device
+memory: every input read once plus every output written once. The copy bandwidth is
+measured in the same run, by a large device-to-device copy, counting read plus write.
+
+A check kind contributes workloads through `bench_workloads(backend, settings)`; a
+workload may name a group and mark itself as the group's reference, so the table can
+print speed-up ratios measured in the same run (for example against cuBLAS).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .backends import Backend
+from .kinds import get_kind
+from .settings import RunSettings
+
+ROTATION_BYTES = 256 << 20  # at least this much input across the rotated sets (5x the H100's 50 MB L2)
+MAX_SETS = 16
+
+
+@dataclass
+class Workload:
+    """One thing to time. `call(i)` runs on input set `i % sets`."""
+
+    backend: str
+    label: str
+    call: Callable[[int], Any]
+    bytes_moved: int
+    sets: int = 1
+    flops: int = 0
+    group: str = ""  # workloads of one group are compared to the group's reference
+    reference: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Timing:
+    backend: str
+    label: str
+    median_us: float
+    min_us: float
+    gb_per_s: float
+    pct_copy: float
+    tflops: float
+    group: str
+    reference: bool
+    params: dict[str, Any]
+    error: str = ""
+    speedup: float | None = None  # reference time / this time, within the group
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def rotation_sets(bytes_per_set: int, limit: int = MAX_SETS) -> int:
+    """How many input sets to rotate so they exceed `ROTATION_BYTES` together."""
+    return max(1, min(limit, math.ceil(ROTATION_BYTES / max(bytes_per_set, 1))))
+
+
+def time_call(call: Callable[[int], Any], sets: int, *, warmup: int = 10, reps: int = 100,
+              min_total_ms: float = 30.0) -> list[float]:
+    """Milliseconds of each timed call (CUDA events), after warm-up."""
+    for i in range(warmup):
+        call(i % sets)
+    torch.cuda.synchronize()
+    # size the repetition count so short kernels are timed over a useful total
+    probe_start, probe_end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    probe_start.record()
+    for i in range(5):
+        call(i % sets)
+    probe_end.record()
+    torch.cuda.synchronize()
+    per_call = max(probe_start.elapsed_time(probe_end) / 5, 1e-3)
+    reps = max(reps, min(2000, int(min_total_ms / per_call)))
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        starts[i].record()
+        call(i % sets)
+        ends[i].record()
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in zip(starts, ends)]
+
+
+def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus written."""
+    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).normal_()
+    dst = torch.empty_like(src)
+    times = time_call(lambda _i: dst.copy_(src), 1, warmup=5, reps=30)
+    return 2 * src.numel() * src.element_size() / (statistics.median(times) * 1e-3)
+
+
+def measure(workloads: Iterable[Workload], copy_bytes_per_s: float) -> list[Timing]:
+    """Time every workload; a workload that raises gets a row with its error."""
+    timings: list[Timing] = []
+    for w in workloads:
+        try:
+            times = time_call(w.call, w.sets)
+            median_ms = statistics.median(times)
+            seconds = median_ms * 1e-3
+            timings.append(Timing(
+                w.backend, w.label, median_ms * 1e3, min(times) * 1e3, w.bytes_moved / seconds / 1e9,
+                100.0 * w.bytes_moved / seconds / copy_bytes_per_s, w.flops / seconds / 1e12 if w.flops else 0.0,
+                w.group, w.reference, w.params,
+            ))
+        except Exception as exc:  # one broken backend never stops the benchmark
+            timings.append(Timing(w.backend, w.label, math.nan, math.nan, math.nan, math.nan, 0.0,
+                                  w.group, w.reference, w.params, error=f"{type(exc).__name__}: {exc}"))
+        torch.cuda.synchronize()
+    references = {t.group: t for t in timings if t.reference and t.group and not t.error}
+    for t in timings:
+        ref = references.get(t.group)
+        if ref is not None and not t.error and t is not ref:
+            t.speedup = ref.median_us / t.median_us
+    return timings
+
+
+def workloads_for(backends: Iterable[Backend], settings: RunSettings, shapes: Any = None) -> list[Workload]:
+    """Every backend's workloads, from its kind; a reference workload offered by several
+    backends (e.g. the same cuBLAS matmul) is kept once."""
+    seen: set[tuple[str, str, str]] = set()
+    found: list[Workload] = []
+    for backend in backends:
+        make = getattr(get_kind(backend.kind), "bench_workloads", None)
+        for w in make(backend, settings, shapes) if make else []:
+            key = (w.backend, w.label, w.group)
+            if key not in seen:
+                seen.add(key)
+                found.append(w)
+    return found

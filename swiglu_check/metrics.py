@@ -1,0 +1,166 @@
+"""Error metrics against an exact reference, accumulated over row chunks.
+
+Every metric here is a running sum or maximum, so a case is measured chunk by chunk
+without ever holding a full float64 copy of its data (bounded memory).
+
+- rel-L2 = ||out - exact|| / ||exact||, over positions where both are finite;
+- the rounding floor = rel-L2 of the *ideal* output (exact rounded once to the output
+  dtype), and the floor ratio = rel-L2 / floor;
+- ULP distance from the ideal output, in the output dtype (max and p99);
+- NaN and Inf mismatches: positions where the output's and the reference's
+  non-finite status differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .dtypes import ulp_distance
+
+_EXACT_ULP_BINS = 1024  # ULP distances below this are counted exactly
+
+
+def _sq_sum(t: torch.Tensor) -> float:
+    return float(torch.sum(t * t).item()) if t.numel() else 0.0
+
+
+@dataclass
+class UlpHistogram:
+    """Counts of ULP distances: exact below 1024, then one bucket per power of two."""
+
+    exact: list[int] = field(default_factory=lambda: [0] * _EXACT_ULP_BINS)
+    log2: list[int] = field(default_factory=lambda: [0] * 64)
+    maximum: int = 0
+
+    def add(self, distances: torch.Tensor) -> None:
+        if distances.numel() == 0:
+            return
+        d = distances.reshape(-1)
+        self.maximum = max(self.maximum, int(d.max().item()))
+        small = d[d < _EXACT_ULP_BINS]
+        counts = torch.bincount(small, minlength=_EXACT_ULP_BINS).tolist()
+        self.exact = [a + b for a, b in zip(self.exact, counts)]
+        large = d[d >= _EXACT_ULP_BINS]
+        if large.numel():
+            buckets = torch.floor(torch.log2(large.to(torch.float64))).to(torch.int64)
+            for bucket, count in zip(*torch.unique(buckets, return_counts=True)):
+                self.log2[int(bucket)] += int(count)
+
+    def quantile(self, q: float) -> int:
+        """The q-quantile; exact below 1024, the bucket's lower bound above."""
+        total = sum(self.exact) + sum(self.log2)
+        if total == 0:
+            return 0
+        rank = math.ceil(q * total)
+        seen = 0
+        for value, count in enumerate(self.exact):
+            seen += count
+            if seen >= rank:
+                return value
+        for bucket, count in enumerate(self.log2):
+            seen += count
+            if seen >= rank:
+                return 1 << bucket
+        return self.maximum
+
+
+@dataclass
+class Worst:
+    """Where the largest absolute error was, to print a concrete example."""
+
+    abs_error: float = 0.0
+    index: int = -1
+    output: float = 0.0
+    exact: float = 0.0
+
+
+@dataclass
+class ErrorAccumulator:
+    """Running error statistics of one output against its exact reference."""
+
+    sq_err: float = 0.0
+    sq_ref: float = 0.0
+    sq_floor: float = 0.0
+    count: int = 0
+    nan_mismatch: int = 0
+    inf_mismatch: int = 0
+    worst: Worst = field(default_factory=Worst)
+    ulps: UlpHistogram | None = None
+
+    def update(
+        self,
+        output: torch.Tensor,
+        exact: torch.Tensor,
+        ideal: torch.Tensor | None = None,
+        *,
+        offset: int = 0,
+    ) -> None:
+        """Add one chunk. `output` in any dtype, `exact` in float64, `ideal` = exact
+        rounded to the output dtype (gives the floor and the ULP distances)."""
+        out64 = output.to(torch.float64).reshape(-1)
+        ref = exact.reshape(-1)
+        out_nan, ref_nan = torch.isnan(out64), torch.isnan(ref)
+        self.nan_mismatch += int(torch.count_nonzero(out_nan != ref_nan).item())
+        out_inf, ref_inf = torch.isinf(out64), torch.isinf(ref)
+        inf_diff = (out_inf != ref_inf) | (out_inf & ref_inf & (torch.sign(out64) != torch.sign(ref)))
+        self.inf_mismatch += int(torch.count_nonzero(inf_diff & ~out_nan & ~ref_nan).item())
+
+        finite = torch.isfinite(out64) & torch.isfinite(ref)
+        diff = (out64 - ref)[finite]
+        self.sq_err += _sq_sum(diff)
+        self.sq_ref += _sq_sum(ref[torch.isfinite(ref)])
+        self.count += int(finite.sum().item())
+        if diff.numel():
+            abs_diff = (out64 - ref).abs().masked_fill(~finite, -1.0)
+            idx = int(torch.argmax(abs_diff).item())
+            value = float(abs_diff[idx].item())
+            if value > self.worst.abs_error:
+                self.worst = Worst(value, offset + idx, float(out64[idx].item()), float(ref[idx].item()))
+        if ideal is not None:
+            ideal_flat = ideal.reshape(-1)
+            ideal_ok = torch.isfinite(ideal_flat) & torch.isfinite(ref)
+            self.sq_floor += _sq_sum((ideal_flat.to(torch.float64) - ref)[ideal_ok])
+            if output.dtype == ideal.dtype and output.is_floating_point():
+                if self.ulps is None:
+                    self.ulps = UlpHistogram()
+                both = finite & ideal_ok
+                self.ulps.add(ulp_distance(output.reshape(-1)[both], ideal_flat[both]))
+
+    @property
+    def rel_l2(self) -> float:
+        return rel(self.sq_err, self.sq_ref)
+
+    @property
+    def max_abs(self) -> float:
+        return self.worst.abs_error
+
+    @property
+    def floor(self) -> float:
+        return rel(self.sq_floor, self.sq_ref)
+
+
+def rel(sq_num: float, sq_den: float) -> float:
+    """sqrt(sq_num / sq_den) with the 0/0 = 0 and x/0 = inf conventions."""
+    if sq_num == 0.0:
+        return 0.0
+    if sq_den == 0.0:
+        return math.inf
+    return math.sqrt(sq_num / sq_den)
+
+
+def ratio(value: float, floor: float) -> float:
+    """value / floor with 0/0 = 0 and x/0 = inf."""
+    if value == 0.0:
+        return 0.0
+    if floor == 0.0:
+        return math.inf
+    return value / floor
+
+
+def row_chunks(rows: int, bytes_per_row: int, budget_bytes: int) -> list[tuple[int, int]]:
+    """Split `rows` into [start, stop) chunks whose temporaries fit in `budget_bytes`."""
+    per_chunk = max(1, budget_bytes // max(bytes_per_row, 1))
+    return [(start, min(rows, start + per_chunk)) for start in range(0, rows, per_chunk)] or [(0, 0)]

@@ -1,0 +1,109 @@
+"""What a run checks and how strictly: the settings every check kind reads."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import InputError
+from .inputs import InputSpec
+from .ops import OpSpec, preset
+
+DEFAULT_MAX_FLOOR_RATIO = 2.0
+# A case "can detect a missing clamp" when the unclamped formula's floor ratio exceeds
+# the pass threshold by this factor (so a backend that forgot the clamp surely FAILs).
+DEFAULT_DETECT_MARGIN = 2.0
+# Warn when a missing clamp would stand out by less than this over the backend's error.
+DEFAULT_WEAK_POWER = 10.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Verdict thresholds. The floor ratio limit may differ per dtype."""
+
+    max_floor_ratio: float = DEFAULT_MAX_FLOOR_RATIO
+    per_dtype: tuple[tuple[str, float], ...] = ()
+    detect_margin: float = DEFAULT_DETECT_MARGIN
+    weak_power: float = DEFAULT_WEAK_POWER
+
+    def __post_init__(self) -> None:
+        for name, value in [("max floor ratio", self.max_floor_ratio), *self.per_dtype]:
+            if not (math.isfinite(value) and value >= 1.0):
+                raise InputError(f"{name} must be a finite number >= 1, got {value}")
+
+    def floor_ratio_limit(self, dtype: str) -> float:
+        return dict(self.per_dtype).get(dtype, self.max_floor_ratio)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that defines the cases of a run, except which backends."""
+
+    op: OpSpec = field(default_factory=lambda: preset("deepseek-v4"))
+    limits: tuple[float | None, ...] | None = None  # None: the op's own limit
+    dtypes: tuple[str, ...] = ("bf16", "fp16", "fp32")
+    shapes: tuple[tuple[int, int], ...] | None = None  # None: the kind's default for the device
+    seed: int = 0
+    device: str = "cpu"
+    inputs: InputSpec = field(default_factory=InputSpec)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    chunk_bytes: int | None = None  # memory budget of one reference chunk; None: derived
+
+    @property
+    def device_type(self) -> str:
+        return torch.device(self.device).type
+
+    def ops(self) -> list[OpSpec]:
+        """The op once per limit asked for."""
+        limits = self.limits if self.limits is not None else (self.op.limit,)
+        return [self.op.with_limit(limit) for limit in limits]
+
+
+_SHAPE = re.compile(r"^\s*(\d+)\s*[xX*,]\s*(\d+)\s*$")
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """`TxD`: T tokens (may be 0), D output width (input is T x 2D)."""
+    match = _SHAPE.match(text)
+    if not match:
+        raise InputError(f"malformed shape {text!r}; expected TxD, e.g. 64x2048 (D = output width)")
+    tokens, width = int(match.group(1)), int(match.group(2))
+    if width == 0:
+        raise InputError(f"shape {text!r} has zero width")
+    return tokens, width
+
+
+def parse_shapes(values: tuple[str, ...] | list[str]) -> list[tuple[int, int]]:
+    shapes: list[tuple[int, int]] = []
+    for value in values:
+        for part in str(value).split(";"):
+            shape = parse_shape(part)
+            if shape not in shapes:
+                shapes.append(shape)
+    return shapes
+
+
+def resolve_device(name: str) -> str:
+    """`auto` is cuda when present, else cpu; a device that is not there is an InputError."""
+    key = name.strip().lower()
+    if key == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(key)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise InputError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise InputError(f"device {name!r} is not available: torch sees no CUDA GPU")
+    index = device.index if device.index is not None else 0
+    if index >= torch.cuda.device_count():
+        raise InputError(
+            f"device {name!r} is not available: {torch.cuda.device_count()} CUDA device(s) present"
+        )
+    return f"cuda:{index}"
