@@ -57,7 +57,7 @@ def run_case(backend: Backend, case: Any, settings: RunSettings, cache: InputCac
     seconds = time.perf_counter() - start
 
     try:
-        result = kind.judge(case, prepared, output, settings)
+        result = kind.judge(case, prepared, output, settings, backend)
     except Exception as exc:
         result = _bare_result(case, backend, ERROR, f"could not judge the output: {_one_line(exc)}", exc)
     result.seconds = seconds

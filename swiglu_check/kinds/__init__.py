@@ -4,7 +4,10 @@ A kind splits the work of one case in three so the runner can isolate failures:
 
 - `prepare(case, settings, cache)`: inputs (may be shared between backends via cache);
 - `invoke(backend, case, prepared)`: the backend's call, the only untrusted code;
-- `judge(case, prepared, output, settings)`: guards, metrics and the verdict.
+- `judge(case, prepared, output, settings, backend)`: guards, metrics and the verdict.
+
+A case id must start with `<backend name>/`; the rest names the case itself, so
+cases of different backends with the same rest share their inputs.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class Kind(Protocol):
 
     def invoke(self, backend: Any, case: Any, prepared: Any) -> Any: ...
 
-    def judge(self, case: Any, prepared: Any, output: Any, settings: RunSettings) -> CaseResult: ...
+    def judge(self, case: Any, prepared: Any, output: Any, settings: RunSettings, backend: Any) -> CaseResult: ...
 
 
 class InputCache:

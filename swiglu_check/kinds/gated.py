@@ -181,7 +181,7 @@ class GatedKind:
     def invoke(self, backend: Any, case: GatedCase, prepared: Prepared) -> Any:
         return backend.call(prepared.x, case.op)
 
-    def judge(self, case: GatedCase, prepared: Prepared, output: Any, settings: RunSettings) -> CaseResult:
+    def judge(self, case: GatedCase, prepared: Prepared, output: Any, settings: RunSettings, backend: Any) -> CaseResult:
         x = prepared.x
         problem = output_problem(output, (case.tokens, case.width), x.dtype, x.device)
         if problem:
