@@ -8,6 +8,7 @@ from .backends import REGISTRY, Backend
 from .dtypes import parse_dtypes
 from .errors import InputError
 from .inputs import DEFAULT_CLAMP_FRACTION, InputSpec
+from .kinds import get_kind
 from .ops import OpSpec, build_op, parse_limits
 from .results import Report
 from .runner import ResultHook, run
@@ -39,6 +40,7 @@ def build_settings(
     seed: int = 0,
     clamp_fraction: float = DEFAULT_CLAMP_FRACTION,
     scale: float | None = None,
+    input_view: str = "contiguous",
     max_floor_ratio: float | None = None,
     chunk_bytes: int | None = None,
 ) -> RunSettings:
@@ -81,7 +83,7 @@ def build_settings(
         shapes=shape_list,
         seed=seed,
         device=resolve_device(device),
-        inputs=InputSpec(clamp_fraction=clamp_fraction, scale=scale),
+        inputs=InputSpec(clamp_fraction=clamp_fraction, scale=scale, view=input_view),
         thresholds=thresholds,
         chunk_bytes=chunk_bytes,
     )
@@ -96,12 +98,24 @@ def _as_list_of_shapes(shapes: Any) -> list[Any]:
     return items
 
 
+def parse_kinds(values: Any) -> list[str] | None:
+    """Comma-separated or repeated check kinds; None when none were given."""
+    names = [part.strip() for value in _as_list(values) for part in str(value).split(",") if part.strip()]
+    for name in names:
+        get_kind(name)  # raises InputError for an unknown kind
+    return names or None
+
+
 def resolve_backends(backends: Any = None, *, kinds: Sequence[str] | None = None) -> list[Backend]:
-    """Backends by name (or Backend objects); None means every available backend."""
+    """Backends by name (or Backend objects); None means every available backend.
+
+    `kinds` keeps only backends of those check kinds; naming a backend of another kind
+    together with `kinds` is an error rather than a silent drop."""
     if backends is None or backends == []:
         found = REGISTRY.available(kinds)
         if not found:
-            raise InputError("no backend is available here; see 'swiglu-check list'")
+            wanted = f" of kind {', '.join(kinds)}" if kinds else ""
+            raise InputError(f"no backend{wanted} is available here; see 'swiglu-check list'")
         return found
     names: list[str] = []
     objects: list[Backend] = []
@@ -110,16 +124,23 @@ def resolve_backends(backends: Any = None, *, kinds: Sequence[str] | None = None
             objects.append(item)
         else:
             names += [part.strip() for part in str(item).split(",") if part.strip()]
-    return objects + REGISTRY.resolve(names)
+    chosen = objects + REGISTRY.resolve(names)
+    if kinds:
+        wrong = [b.name for b in chosen if b.kind not in kinds]
+        if wrong:
+            raise InputError(f"backend(s) {', '.join(wrong)} are not of kind {', '.join(kinds)}")
+    return chosen
 
 
 def check(
     backend: Any = None,
     *,
+    kinds: Any = None,
     on_result: ResultHook | None = None,
     progress: bool = False,
     **settings: Any,
 ) -> Report:
     """Check backends (names, Backend objects, or None for all available) against the
     reference and return the Report. Keyword arguments are those of `build_settings`."""
-    return run(resolve_backends(backend), build_settings(**settings), on_result=on_result, progress=progress)
+    chosen = resolve_backends(backend, kinds=parse_kinds(kinds))
+    return run(chosen, build_settings(**settings), on_result=on_result, progress=progress)

@@ -17,7 +17,7 @@ from . import api
 from ._version import __version__
 from .backends import REGISTRY
 from .errors import EXIT_FAIL, EXIT_USAGE, BackendUnavailable, InputError
-from .inputs import DEFAULT_CLAMP_FRACTION
+from .inputs import DEFAULT_CLAMP_FRACTION, VIEWS
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
 from .reports import RENDERERS, render
 from .reports.table import make_console, write_table
@@ -105,6 +105,10 @@ def _case_options(func: Any) -> Any:
         click.option("--clamp-fraction", default=DEFAULT_CLAMP_FRACTION, show_default=True, type=float,
                      help="Target share of gates above the limit; sets the Gaussian scale."),
         click.option("--scale", type=float, help="Force the input standard deviation instead."),
+        click.option("--input-view", type=click.Choice(VIEWS), default="contiguous", show_default=True,
+                     help="column-slice: pass x as a misaligned, row-strided slice of a NaN-padded tensor."),
+        click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]",
+                     help="Only backends of these check kinds (gated, ...); see 'swiglu-check list'."),
         click.option("--max-floor-ratio", type=float,
                      help="PASS threshold on rel-L2 / rounding floor (default 2.0 for every dtype)."),
     ]
@@ -123,7 +127,8 @@ def _case_options(func: Any) -> Any:
 def run(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
         clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
         backends: tuple[str, ...], device: str, seed: int, clamp_fraction: float, scale: float | None,
-        max_floor_ratio: float | None, fmt: str, output: Path | None) -> int:
+        input_view: str, kinds: tuple[str, ...], max_floor_ratio: float | None, fmt: str,
+        output: Path | None) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -138,9 +143,9 @@ def run(op: str, activation: str | None, layout: str | None, alpha: float | None
     settings = api.build_settings(
         op=op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp,
         limits=limits or None, dtypes=dtypes or None, shapes=shapes or None, device=device, seed=seed,
-        clamp_fraction=clamp_fraction, scale=scale, max_floor_ratio=max_floor_ratio,
+        clamp_fraction=clamp_fraction, scale=scale, input_view=input_view, max_floor_ratio=max_floor_ratio,
     )
-    chosen = api.resolve_backends(list(backends) or None)
+    chosen = api.resolve_backends(list(backends) or None, kinds=api.parse_kinds(kinds))
     report = api.run(chosen, settings, progress=True)
     return _emit(report, fmt, output)
 

@@ -17,6 +17,11 @@ import torch
 from .errors import InputError
 
 DEFAULT_CLAMP_FRACTION = 0.30
+# contiguous: a plain [T, 2D] tensor. column-slice: the same values as a column slice
+# x = big[:, 1:1+2D] of a NaN-padded [T, 2D+2] tensor: the data pointer is misaligned by
+# one element and rows are strided, as when an engine passes a slice of a fused output.
+# A kernel that reads outside the slice picks up NaN and fails the NaN check.
+VIEWS = ("contiguous", "column-slice")
 _BLOCK_ELEMENTS = 1 << 22  # rows are drawn in blocks of about this many values
 
 
@@ -31,6 +36,7 @@ class InputSpec:
     distribution: str = "gaussian"
     clamp_fraction: float = DEFAULT_CLAMP_FRACTION
     scale: float | None = None
+    view: str = "contiguous"
 
     def __post_init__(self) -> None:
         if not (0.0 < self.clamp_fraction < 0.5):
@@ -40,6 +46,8 @@ class InputSpec:
             )
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise InputError(f"scale must be a finite positive number, got {self.scale}")
+        if self.view not in VIEWS:
+            raise InputError(f"unknown input view {self.view!r}; choose from {', '.join(VIEWS)}")
 
 
 def gaussian_scale_for(limit: float, clamp_fraction: float) -> float:
@@ -89,6 +97,14 @@ def gated_input(
     """The `[tokens, 2*width]` input of a gated-activation case."""
     if spec.distribution != "gaussian":
         raise InputError(f"unknown input distribution {spec.distribution!r}")
-    return gaussian(
-        tokens, 2 * width, scale=resolve_scale(spec, limit), seed=seed, dtype=dtype, device=device
-    )
+    x = gaussian(tokens, 2 * width, scale=resolve_scale(spec, limit), seed=seed, dtype=dtype, device=device)
+    return as_view(x, spec.view)
+
+
+def as_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """The same values as `x`, laid out as the input view asks."""
+    if view == "contiguous":
+        return x
+    padded = torch.full((x.shape[0], x.shape[1] + 2), float("nan"), dtype=x.dtype, device=x.device)
+    padded[:, 1 : 1 + x.shape[1]] = x
+    return padded[:, 1 : 1 + x.shape[1]]

@@ -81,7 +81,7 @@ class OpSpec:
                 fields["layout"] = "interleaved"
             elif part == "post":
                 fields["clamp"] = "post"
-            elif part[:1] in ("a", "b") and _is_float(part[1:]):
+            elif part[:1] in ("a", "b") and is_number(part[1:]):
                 fields["alpha" if part[0] == "a" else "beta"] = float(part[1:])
             else:
                 raise InputError(f"malformed op label {label!r} (bad part {part!r})")
@@ -103,7 +103,7 @@ def _num(value: float) -> str:
     return f"{value:g}" if float(f"{value:g}") == value else repr(value)
 
 
-def _is_float(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

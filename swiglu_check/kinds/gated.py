@@ -17,7 +17,7 @@ fp32 kernel.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -26,9 +26,9 @@ from swiglu_check.references import gated as ref
 
 from .. import dtypes as dt
 from ..errors import InputError
-from ..inputs import InputSpec, gated_input, resolve_scale
+from ..inputs import VIEWS, InputSpec, gated_input, resolve_scale
 from ..metrics import ErrorAccumulator, ratio, row_chunks
-from ..ops import OpSpec
+from ..ops import OpSpec, is_number, parse_limit
 from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CaseResult
 from ..settings import RunSettings
 from . import Column, InputCache
@@ -61,6 +61,8 @@ def input_suffix(spec: InputSpec, limit: float | None) -> str:
         parts.append(f"sc{spec.scale:g}")
     elif limit is not None and spec.clamp_fraction != InputSpec().clamp_fraction:
         parts.append(f"cf{spec.clamp_fraction:g}")
+    if spec.view != "contiguous":
+        parts.append(spec.view)
     return "".join(f"/{p}" for p in parts)
 
 
@@ -101,6 +103,7 @@ class GatedCase:
             "seed": self.seed,
             "distribution": self.inputs.distribution,
             "scale": self.scale,
+            "view": self.inputs.view,
         }
 
 
@@ -141,17 +144,17 @@ class GatedKind:
         match = _ID_TAIL.match(tail)
         if not label or not match:
             raise InputError(f"malformed gated case id {backend}/{rest!r}")
-        from ..ops import parse_limit
-
         limit = parse_limit(match["limit"])
         spec = InputSpec()
         for part in filter(None, match["rest"].split("/")):
-            if part.startswith("sc"):
-                spec = InputSpec(spec.distribution, spec.clamp_fraction, float(part[2:]))
-            elif part.startswith("cf"):
-                spec = InputSpec(spec.distribution, float(part[2:]), spec.scale)
+            if part in VIEWS:
+                spec = replace(spec, view=part)
+            elif part.startswith("sc") and is_number(part[2:]):
+                spec = replace(spec, scale=float(part[2:]))
+            elif part.startswith("cf") and is_number(part[2:]):
+                spec = replace(spec, clamp_fraction=float(part[2:]))
             else:
-                spec = InputSpec(part, spec.clamp_fraction, spec.scale)
+                spec = replace(spec, distribution=part)
         return GatedCase(
             backend,
             OpSpec.from_label(label, limit),
@@ -163,7 +166,7 @@ class GatedKind:
         )
 
     def prepare(self, case: GatedCase, settings: RunSettings, cache: InputCache) -> Prepared:
-        key = ("gated", case.tokens, case.width, case.dtype, case.scale, case.inputs.distribution, case.seed)
+        key = ("gated", case.tokens, case.width, case.dtype, case.scale, case.inputs, case.seed)
         x = cache.get(
             key,
             lambda: gated_input(
