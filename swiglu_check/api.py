@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from .backends import REGISTRY, Backend
+from .backends.plugins import to_backends
 from .dtypes import parse_dtypes
 from .errors import InputError
 from .inputs import DEFAULT_CLAMP_FRACTION, InputSpec
@@ -17,7 +18,7 @@ from .settings import RunSettings, Thresholds, parse_shapes, resolve_device
 BackendLike = str | Backend
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     if isinstance(value, (str, int, float)) or not isinstance(value, Iterable):
@@ -42,12 +43,13 @@ def build_settings(
     scale: float | None = None,
     input_view: str = "contiguous",
     max_floor_ratio: float | None = None,
+    thresholds: Thresholds | None = None,
     chunk_bytes: int | None = None,
 ) -> RunSettings:
     """Validate loose user input (names, strings, numbers) into RunSettings.
 
     `limits` items may be numbers, None, or strings like "7,10,none"; `shapes` items
-    may be (T, D) tuples or "TxD" strings.
+    may be (T, D) tuples or "TxD" strings; `thresholds` wins over `max_floor_ratio`.
     """
     if isinstance(op, OpSpec):
         overrides = dict(activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp)
@@ -57,12 +59,12 @@ def build_settings(
 
     limit_list: tuple[float | None, ...] | None = None
     if limits is not None:
-        items = _as_list(limits)
+        items = as_list(limits)
         limit_list = tuple(parse_limits(["none" if v is None else str(v) for v in items]))
         if not limit_list:
             raise InputError("no limit given")
 
-    dtype_list = tuple(parse_dtypes(_as_list(dtypes))) if dtypes is not None else RunSettings().dtypes
+    dtype_list = tuple(parse_dtypes(as_list(dtypes))) if dtypes is not None else RunSettings().dtypes
     if not dtype_list:
         raise InputError("no dtype given")
 
@@ -75,7 +77,8 @@ def build_settings(
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    thresholds = Thresholds() if max_floor_ratio is None else Thresholds(max_floor_ratio=max_floor_ratio)
+    if thresholds is None:
+        thresholds = Thresholds() if max_floor_ratio is None else Thresholds(max_floor_ratio=max_floor_ratio)
     return RunSettings(
         op=spec,
         limits=limit_list,
@@ -100,7 +103,7 @@ def _as_list_of_shapes(shapes: Any) -> list[Any]:
 
 def parse_kinds(values: Any) -> list[str] | None:
     """Comma-separated or repeated check kinds; None when none were given."""
-    names = [part.strip() for value in _as_list(values) for part in str(value).split(",") if part.strip()]
+    names = [part.strip() for value in as_list(values) for part in str(value).split(",") if part.strip()]
     for name in names:
         get_kind(name)  # raises InputError for an unknown kind
     return names or None
@@ -119,9 +122,12 @@ def resolve_backends(backends: Any = None, *, kinds: Sequence[str] | None = None
         return found
     names: list[str] = []
     objects: list[Backend] = []
-    for item in _as_list(backends):
+    for item in backends if isinstance(backends, (list, tuple)) else [backends]:
         if isinstance(item, Backend):
             objects.append(item)
+        elif callable(item):
+            name = getattr(item, "__qualname__", type(item).__name__)
+            objects += to_backends(item, name, f"python object {name}")
         else:
             names += [part.strip() for part in str(item).split(",") if part.strip()]
     chosen = objects + REGISTRY.resolve(names)
@@ -140,7 +146,9 @@ def check(
     progress: bool = False,
     **settings: Any,
 ) -> Report:
-    """Check backends (names, Backend objects, or None for all available) against the
-    reference and return the Report. Keyword arguments are those of `build_settings`."""
+    """Check backends against the reference and return the Report.
+
+    `backend`: a name, `pkg.module:callable`, a `Backend`, a function
+    `fn(x, *, limit, ...) -> y`, a list of these, or None for every available backend. Keyword arguments are those of `build_settings`."""
     chosen = resolve_backends(backend, kinds=parse_kinds(kinds))
     return run(chosen, build_settings(**settings), on_result=on_result, progress=progress)

@@ -1,7 +1,11 @@
 """The `swiglu-check` command line: a thin layer over `swiglu_check.api`.
 
-Exit codes: 0 every case passed; 1 some case failed, errored or was inconclusive (or no
-case ran); 2 usage or bad input (one line on stderr, never a traceback).
+Every run setting is resolved in one place (`resolve_options`): built-in defaults, then
+the project's configuration file, then the command line.
+
+Exit codes: 0 every case passed; 1 some case failed, errored or was inconclusive, a
+baseline regressed, or no case ran; 2 usage or bad input (one line on stderr, never a
+traceback).
 """
 
 from __future__ import annotations
@@ -9,25 +13,32 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
 from . import api
 from ._version import __version__
 from .backends import REGISTRY
+from .config import Config, kind_dtype_limits, load_config
 from .errors import EXIT_FAIL, EXIT_USAGE, BackendUnavailable, InputError
 from .inputs import DEFAULT_CLAMP_FRACTION, VIEWS
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
 from .reports import RENDERERS, render
-from .reports.table import make_console, write_table
+from .reports.table import make_console, summary_line, write_table
 from .results import SKIP, Report
+from .settings import DEFAULT_MAX_FLOOR_RATIO, RunSettings, Thresholds
 
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  every case passed
-  1  a case failed, errored or was inconclusive (or no case ran)
+  1  a case failed, errored or was inconclusive; a baseline regressed; or no case ran
   2  usage error or bad input (unknown name, malformed value, unavailable device)"""
+
+# CLI parameter name -> configuration key, where they differ
+PARAM_KEYS = {"clamp": "clamp_mode"}
+GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 
 def _fail_usage(message: str, command: str = "swiglu-check") -> int:
@@ -64,71 +75,136 @@ class ToolGroup(click.Group):
 
 @click.group(cls=ToolGroup, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", prog_name="swiglu-check")
-def cli() -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Configuration file (default: the nearest swiglu-check.toml, or pyproject.toml"
+                   " with [tool.swiglu-check], from the current directory up).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Validate gated-activation kernels (clamped SwiGLU, GeGLU, ...) against exact references.
 
     Errors are measured in units of the dtype's own rounding floor, inputs are scaled
     so that the clamp is exercised, and every case gets a verdict a CI job can gate on.
     """
+    ctx.obj = {"config_path": config_path}
 
 
-def _op_options(func: Any) -> Any:
-    options = [
-        click.option("--op", "op", default="deepseek-v4", show_default=True,
-                     type=click.Choice(sorted(PRESETS)), help="Op preset; the flags below override its fields."),
-        click.option("--activation", type=click.Choice(ACTIVATIONS), help="Override the activation."),
-        click.option("--layout", type=click.Choice(LAYOUTS), help="Override the gate/up layout."),
-        click.option("--alpha", type=float, help="Override alpha in act(alpha*g) (gpt-oss: 1.702)."),
-        click.option("--beta", type=float, help="Override beta in act(g)*(up+beta) (gpt-oss: 1)."),
-        click.option("--clamp-mode", "clamp", type=click.Choice(CLAMP_MODES),
-                     help="pre: clamp gate/up before the activation (standard); post: min(act(gate), L)."),
-        click.option("--limit", "limits", multiple=True, metavar="L[,L...]",
-                     help="Clamp limit(s): positive numbers or 'none'; repeatable or comma-separated."
-                          " Default: the preset's."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def apply(func: Any) -> Any:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
 
 
-def _case_options(func: Any) -> Any:
-    options = [
-        click.option("--dtype", "dtypes", multiple=True, metavar="D[,D...]",
-                     help="fp32, fp16, bf16; repeatable or comma-separated. Default: all three."),
-        click.option("--shape", "shapes", multiple=True, metavar="TxD",
-                     help="T tokens x D output width (input T x 2D); repeatable."
-                          " Default: small shapes on CPU, DeepSeek-V4-like widths on a GPU."),
-        click.option("--backend", "backends", multiple=True, metavar="NAME[,NAME...]",
-                     help="Backend(s) to check; default every available one (see 'swiglu-check list')."),
-        click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda, cuda:N."),
-        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Input seed."),
-        click.option("--clamp-fraction", default=DEFAULT_CLAMP_FRACTION, show_default=True, type=float,
-                     help="Target share of gates above the limit; sets the Gaussian scale."),
-        click.option("--scale", type=float, help="Force the input standard deviation instead."),
-        click.option("--input-view", type=click.Choice(VIEWS), default="contiguous", show_default=True,
-                     help="column-slice: pass x as a misaligned, row-strided slice of a NaN-padded tensor."),
-        click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]",
-                     help="Only backends of these check kinds (gated, ...); see 'swiglu-check list'."),
-        click.option("--max-floor-ratio", type=float,
-                     help="PASS threshold on rel-L2 / rounding floor (default 2.0 for every dtype)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+OP_OPTIONS = _options([
+    click.option("--op", "op", default="deepseek-v4", show_default=True, type=click.Choice(sorted(PRESETS)),
+                 help="Op preset; the flags below override its fields."),
+    click.option("--activation", type=click.Choice(ACTIVATIONS), help="Override the activation."),
+    click.option("--layout", type=click.Choice(LAYOUTS), help="Override the gate/up layout."),
+    click.option("--alpha", type=float, help="Override alpha in act(alpha*g) (gpt-oss: 1.702)."),
+    click.option("--beta", type=float, help="Override beta in act(g)*(up+beta) (gpt-oss: 1)."),
+    click.option("--clamp-mode", "clamp", type=click.Choice(CLAMP_MODES),
+                 help="pre: clamp gate/up before the activation (standard); post: min(act(gate), L)."),
+    click.option("--limit", "limits", multiple=True, metavar="L[,L...]",
+                 help="Clamp limit(s): positive numbers or 'none'; repeatable or comma-separated."
+                      " Default: the preset's."),
+])
+
+CASE_OPTIONS = _options([
+    click.option("--dtype", "dtypes", multiple=True, metavar="D[,D...]",
+                 help="fp32, fp16, bf16; repeatable or comma-separated. Default: all three."),
+    click.option("--shape", "shapes", multiple=True, metavar="TxD",
+                 help="T tokens x D output width (input T x 2D); repeatable."
+                      " Default: small shapes on CPU, DeepSeek-V4-like widths on a GPU."),
+    click.option("--backend", "backends", multiple=True, metavar="NAME[,NAME...]",
+                 help="Backend(s) to check: registered names or pkg.module:callable;"
+                      " default every available one (see 'swiglu-check list')."),
+    click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]",
+                 help="Only backends of these check kinds (gated, ...); see 'swiglu-check list'."),
+    click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda, cuda:N."),
+    click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Input seed."),
+    click.option("--clamp-fraction", default=DEFAULT_CLAMP_FRACTION, show_default=True, type=float,
+                 help="Target share of gates above the limit; sets the Gaussian scale."),
+    click.option("--scale", type=float, help="Force the input standard deviation instead."),
+    click.option("--input-view", type=click.Choice(VIEWS), default="contiguous", show_default=True,
+                 help="column-slice: pass x as a misaligned, row-strided slice of a NaN-padded tensor."),
+    click.option("--max-floor-ratio", type=float,
+                 help=f"PASS threshold on rel-L2 / rounding floor for every kind and dtype"
+                      f" (default {DEFAULT_MAX_FLOOR_RATIO:g}, or the configuration file's)."),
+])
+
+
+def resolve_options(ctx: click.Context) -> tuple[dict[str, tuple[Any, str]], Config]:
+    """Each setting's effective value and where it came from: 'command line', the
+    configuration file, or 'default'. Empty multiple options count as not given."""
+    config = load_config((ctx.obj or {}).get("config_path"))
+    resolved: dict[str, tuple[Any, str]] = {}
+    for name, value in ctx.params.items():
+        key = PARAM_KEYS.get(name, name)
+        if ctx.get_parameter_source(name) in GIVEN and value not in ((), None):
+            resolved[key] = (value, "command line")
+        elif key in config.values:
+            resolved[key] = (config.values[key], config.source)
+        else:
+            resolved[key] = (None if value == () else value, "default")
+    for key, value in config.values.items():
+        if key.startswith("thresholds.") and key not in resolved:
+            resolved[key] = (value, config.source)
+    return resolved, config
+
+
+def _value(resolved: dict[str, tuple[Any, str]], key: str, default: Any = None) -> Any:
+    value = resolved.get(key, (default, ""))[0]
+    return default if value is None else value
+
+
+def thresholds_from(resolved: dict[str, tuple[Any, str]], config: Config) -> Thresholds:
+    """CLI --max-floor-ratio overrides every per-kind/dtype limit of the file."""
+    cli_ratio = resolved.get("max_floor_ratio", (None, ""))
+    per_kind = () if cli_ratio[1] == "command line" else kind_dtype_limits(config.values)
+    file_ratio = config.values.get("thresholds.max_floor_ratio")
+    return Thresholds(
+        max_floor_ratio=cli_ratio[0] if cli_ratio[1] == "command line" else (file_ratio or DEFAULT_MAX_FLOOR_RATIO),
+        per_kind_dtype=per_kind,
+        detect_margin=_value(resolved, "thresholds.detect_margin", Thresholds().detect_margin),
+        weak_power=_value(resolved, "thresholds.weak_power", Thresholds().weak_power),
+        regression_factor=_value(resolved, "regression_factor", None)
+        or _value(resolved, "thresholds.regression_factor", Thresholds().regression_factor),
+    )
+
+
+def settings_from(resolved: dict[str, tuple[Any, str]], config: Config) -> RunSettings:
+    v = lambda key, default=None: _value(resolved, key, default)  # noqa: E731
+    return api.build_settings(
+        op=v("op", "deepseek-v4"), activation=v("activation"), alpha=v("alpha"), beta=v("beta"),
+        layout=v("layout"), clamp=v("clamp_mode"), limits=v("limits"), dtypes=v("dtypes"), shapes=v("shapes"),
+        device=v("device", "auto"), seed=v("seed", 0), clamp_fraction=v("clamp_fraction", DEFAULT_CLAMP_FRACTION),
+        scale=v("scale"), input_view=v("input_view", "contiguous"), thresholds=thresholds_from(resolved, config),
+    )
+
+
+def backends_from(resolved: dict[str, tuple[Any, str]]) -> list[Any]:
+    names = _value(resolved, "backends")
+    return api.resolve_backends(list(api.as_list(names)) or None, kinds=api.parse_kinds(_value(resolved, "kinds")))
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@_op_options
-@_case_options
+@OP_OPTIONS
+@CASE_OPTIONS
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(sorted(RENDERERS)),
               help="Report format.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (stdout then shows only the summary).")
-def run(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
-        clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
-        backends: tuple[str, ...], device: str, seed: int, clamp_fraction: float, scale: float | None,
-        input_view: str, kinds: tuple[str, ...], max_floor_ratio: float | None, fmt: str,
-        output: Path | None) -> int:
+@click.option("--save-baseline", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save this run's numbers as a baseline file.")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
+              help="Compare with a baseline (or report) file; a regression exits 1.")
+@click.option("--regression-factor", type=float,
+              help="Baseline: allowed growth of floor ratio and rel-L2 (default 1.25).")
+@click.pass_context
+def run(ctx: click.Context, fmt: str, output: Path | None, save_baseline: Path | None,
+        baseline: Path | None, **_: Any) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -140,32 +216,107 @@ def run(op: str, activation: str | None, layout: str | None, alpha: float | None
                    ~1.0 fused kernel, ~1.3 an extra rounding, >10 wrong math
       clamp cov.   share of gates above L / of ups outside [-L, L]
     """
-    settings = api.build_settings(
-        op=op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp,
-        limits=limits or None, dtypes=dtypes or None, shapes=shapes or None, device=device, seed=seed,
-        clamp_fraction=clamp_fraction, scale=scale, input_view=input_view, max_floor_ratio=max_floor_ratio,
-    )
-    chosen = api.resolve_backends(list(backends) or None, kinds=api.parse_kinds(kinds))
-    report = api.run(chosen, settings, progress=True)
-    return _emit(report, fmt, output)
+    from .baseline import compare, entries_of, load_entries, save_baseline as write_baseline
+
+    resolved, config = resolve_options(ctx)
+    settings = settings_from(resolved, config)
+    old = load_entries(baseline) if baseline is not None else None  # a bad file fails before the run
+    report = api.run(backends_from(resolved), settings, progress=True)
+    code = _emit(report, fmt, output)
+    if save_baseline is not None:
+        write_baseline(report, save_baseline)
+        click.echo(f"baseline written to {save_baseline}")
+    if old is not None:
+        from .reports.compare_table import write_comparison
+
+        comparison = compare(old, entries_of(report), settings.thresholds.regression_factor)
+        write_comparison(comparison, make_console(click.get_text_stream("stdout")))
+        code = max(code, comparison.exit_code)
+    return code
 
 
 def _emit(report: Report, fmt: str, output: Path | None) -> int:
     """Print or write the report; return the exit code."""
+    console = make_console(click.get_text_stream("stdout"))
     if output is not None:
         output.write_text(render(report, fmt))
-        from .reports.table import summary_line
-
-        make_console(click.get_text_stream("stdout")).print(summary_line(report))
+        console.print(summary_line(report))
         click.echo(f"report written to {output}")
     elif fmt == "table":
-        write_table(report, make_console(click.get_text_stream("stdout")))
+        write_table(report, console)
     else:
         click.echo(render(report, fmt), nl=False)
     if report.results and all(r.verdict == SKIP for r in report.results):
         click.echo("swiglu-check: no case ran: every case was skipped", err=True)
         return EXIT_FAIL
     return report.exit_code
+
+
+@cli.command()
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--regression-factor", type=float,
+              help="Allowed growth of floor ratio and rel-L2 (default 1.25, or the configuration file's).")
+@click.option("--all", "show_all", is_flag=True, help="Also list unchanged cases.")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
+@click.pass_context
+def compare(ctx: click.Context, old: Path, new: Path, regression_factor: float | None, show_all: bool,
+            fmt: str) -> int:
+    """Diff two runs (baseline or report JSON files) case by case; exit 1 on a regression.
+
+    A case regresses when its floor ratio or rel-L2 grows by more than the factor, its
+    verdict flips from PASS, or it disappears; new cases are listed, not failed.
+    """
+    from .baseline import compare as compare_entries
+    from .baseline import load_entries
+    from .reports.compare_table import comparison_json, write_comparison
+
+    resolved, config = resolve_options(ctx)
+    comparison = compare_entries(load_entries(old), load_entries(new), thresholds_from(resolved, config).regression_factor)
+    if fmt == "json":
+        click.echo(comparison_json(comparison), nl=False)
+    else:
+        write_comparison(comparison, make_console(click.get_text_stream("stdout")), show_unchanged=show_all)
+    return comparison.exit_code
+
+
+@cli.command("config")
+@OP_OPTIONS
+@CASE_OPTIONS
+@click.option("--regression-factor", type=float, help="Baseline: allowed growth factor.")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
+@click.pass_context
+def show_config(ctx: click.Context, fmt: str, **_: Any) -> int:
+    """Print the effective settings of a run and where each comes from.
+
+    Takes the same options as 'run', so 'swiglu-check config --limit 5' shows what
+    'swiglu-check run --limit 5' would use.
+    """
+    resolved, config = resolve_options(ctx)
+    settings = settings_from(resolved, config)  # validates, exactly as run would
+    resolved.pop("fmt", None)
+    rows = [(key, value, source) for key, (value, source) in resolved.items()]
+    thresholds = settings.thresholds
+    rows.append(("(effective) thresholds", f"max floor ratio {thresholds.max_floor_ratio:g}"
+                 + "".join(f"; {k}/{d} {v:g}" for k, d, v in thresholds.per_kind_dtype)
+                 + f"; regression factor {thresholds.regression_factor:g}", ""))
+    rows.append(("(effective) limits", [op.limit for op in settings.ops()], ""))
+    rows.append(("(effective) device", settings.device, ""))
+    if fmt == "json":
+        click.echo(json.dumps({"config_file": str(config.path) if config.path else None,
+                               "settings": {k: {"value": v, "source": s} for k, v, s in rows}}, indent=2, default=str))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"effective settings (configuration file: {config.path or 'none found'})",
+                  title_justify="left", header_style="bold")
+    for header in ("setting", "value", "source"):
+        table.add_column(header, overflow="fold")
+    for key, value, source in rows:
+        shown = "-" if value is None else ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        table.add_row(key, shown, source)
+    make_console(click.get_text_stream("stdout")).print(table)
+    return 0
 
 
 @cli.command("list")
@@ -201,18 +352,18 @@ def list_backends(fmt: str) -> int:
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@_op_options
+@OP_OPTIONS
 @click.option("--dtype", "dtypes", multiple=True, metavar="D[,D...]", help="Default: bf16.")
 @click.option("--shape", "shapes", multiple=True, metavar="SHAPE",
               help="Shapes to time (kind-specific syntax, e.g. TxD); default: the kind's bench shapes.")
 @click.option("--backend", "backends", multiple=True, metavar="NAME[,NAME...]",
               help="Backend(s) to time; default every available one.")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]", help="Only backends of these kinds.")
 @click.option("--device", default="auto", show_default=True, help="A CUDA device (auto, cuda, cuda:N).")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here.")
-def bench(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
-          clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
-          backends: tuple[str, ...], device: str, fmt: str, output: Path | None) -> int:
+@click.pass_context
+def bench(ctx: click.Context, shapes: tuple[str, ...], fmt: str, output: Path | None, **_: Any) -> int:
     """Time every backend on the GPU against the device copy bandwidth (needs CUDA).
 
     Median of CUDA-event timings after warm-up, inputs rotated past the L2 cache;
@@ -222,18 +373,17 @@ def bench(op: str, activation: str | None, layout: str | None, alpha: float | No
     from .reports.bench_table import bench_json, print_bench
     from .runner import environment
 
-    settings = api.build_settings(
-        op=op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp,
-        limits=limits or None, dtypes=dtypes or ["bf16"], device=device,
-    )
+    resolved, config = resolve_options(ctx)
+    resolved["shapes"] = (None, "default")  # bench shapes are parsed per kind below
+    if resolved["dtypes"][0] is None:
+        resolved["dtypes"] = (["bf16"], "default")
+    settings = settings_from(resolved, config)
     if settings.device_type != "cuda":
         raise InputError("bench needs a CUDA GPU and none is available (torch.cuda.is_available() is False)")
-    chosen = [b for b in api.resolve_backends(list(backends) or None) if "cuda" in b.devices]
-    parsed_shapes = _bench_shapes(shapes)
-    torch_device = settings.device
-    copy = bench_mod.copy_bandwidth(torch_device)
-    timings = bench_mod.measure(bench_mod.workloads_for(chosen, settings, parsed_shapes), copy)
-    env = environment(torch_device)
+    chosen = [b for b in backends_from(resolved) if "cuda" in b.devices]
+    copy = bench_mod.copy_bandwidth(settings.device)
+    timings = bench_mod.measure(bench_mod.workloads_for(chosen, settings, _bench_shapes(shapes)), copy)
+    env = environment(settings.device)
     if fmt == "json":
         click.echo(bench_json(timings, copy / 1e9, env), nl=False)
     else:

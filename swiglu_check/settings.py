@@ -18,24 +18,35 @@ DEFAULT_MAX_FLOOR_RATIO = 2.0
 DEFAULT_DETECT_MARGIN = 2.0
 # Warn when a missing clamp would stand out by less than this over the backend's error.
 DEFAULT_WEAK_POWER = 10.0
+# Baselines: a case regresses when its floor ratio or rel-L2 grows by more than this.
+DEFAULT_REGRESSION_FACTOR = 1.25
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Verdict thresholds. The floor ratio limit may differ per dtype."""
+    """Verdict thresholds. The floor-ratio limit may differ per kind and dtype:
+    `per_kind_dtype` holds (kind or '*', dtype or '*', limit); the most specific wins."""
 
     max_floor_ratio: float = DEFAULT_MAX_FLOOR_RATIO
-    per_dtype: tuple[tuple[str, float], ...] = ()
+    per_kind_dtype: tuple[tuple[str, str, float], ...] = ()
     detect_margin: float = DEFAULT_DETECT_MARGIN
     weak_power: float = DEFAULT_WEAK_POWER
+    regression_factor: float = DEFAULT_REGRESSION_FACTOR
 
     def __post_init__(self) -> None:
-        for name, value in [("max floor ratio", self.max_floor_ratio), *self.per_dtype]:
+        limits = [("max floor ratio", self.max_floor_ratio)]
+        limits += [(f"floor-ratio limit of {k}/{d}", v) for k, d, v in self.per_kind_dtype]
+        limits += [("regression factor", self.regression_factor), ("detect margin", self.detect_margin)]
+        for name, value in limits:
             if not (math.isfinite(value) and value >= 1.0):
                 raise InputError(f"{name} must be a finite number >= 1, got {value}")
 
-    def floor_ratio_limit(self, dtype: str) -> float:
-        return dict(self.per_dtype).get(dtype, self.max_floor_ratio)
+    def floor_ratio_limit(self, dtype: str, kind: str = "*") -> float:
+        table = {(k, d): v for k, d, v in self.per_kind_dtype}
+        for key in ((kind, dtype), (kind, "*"), ("*", dtype)):
+            if key in table:
+                return table[key]
+        return self.max_floor_ratio
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,20 @@ class Registry:
                 importlib.import_module(module)
             except Exception as exc:  # report, never crash `list`
                 self._load_errors[module] = f"{type(exc).__name__}: {exc}"
+        self.load_entry_points()
+
+    def load_entry_points(self) -> None:
+        """Register the backends of installed packages (entry-point group
+        `swiglu_check.backends`); a broken plugin is reported by `list`, never fatal."""
+        from .plugins import entry_point_backends
+
+        backends, errors = entry_point_backends()
+        self._load_errors.update(errors)
+        for backend in backends:
+            if backend.name in self._backends and self._backends[backend.name].source != backend.source:
+                self._load_errors[backend.source] = f"backend name {backend.name!r} is already taken"
+                continue
+            self._backends[backend.name] = backend
 
     def all(self) -> list[Backend]:
         self._load_builtins()
@@ -110,24 +124,38 @@ class Registry:
         self._load_builtins()
         return dict(self._load_errors)
 
-    def get(self, name: str) -> Backend:
+    def lookup(self, name: str) -> list[Backend]:
+        """The backend(s) a name means: a registered name, or `pkg.module:attr`, which
+        loads a plugin (a function, a Backend, or a list of Backends) and registers it."""
         self._load_builtins()
-        try:
-            return self._backends[name]
-        except KeyError:
-            known = ", ".join(sorted(self._backends)) or "none"
-            raise InputError(f"unknown backend {name!r}; known backends: {known}") from None
+        if name in self._backends:
+            return [self._backends[name]]
+        if ":" in name:
+            from .plugins import load_spec
+
+            loaded = load_spec(name)
+            for backend in loaded:
+                self._backends[backend.name] = backend
+            return loaded
+        known = ", ".join(sorted(self._backends)) or "none"
+        raise InputError(f"unknown backend {name!r}; known backends: {known} (or give pkg.module:callable)")
+
+    def get(self, name: str) -> Backend:
+        found = self.lookup(name)
+        if len(found) != 1:
+            raise InputError(f"{name!r} names {len(found)} backends: {', '.join(b.name for b in found)}")
+        return found[0]
 
     def resolve(self, names: Iterable[str]) -> list[Backend]:
         """Backends asked for by name; each must exist and be available."""
-        chosen = []
+        chosen: list[Backend] = []
         for name in names:
-            backend = self.get(name)
-            ok, why = backend.available()
-            if not ok:
-                raise BackendUnavailable(f"backend {name!r} is unavailable: {why}")
-            if backend not in chosen:
-                chosen.append(backend)
+            for backend in self.lookup(name):
+                ok, why = backend.available()
+                if not ok:
+                    raise BackendUnavailable(f"backend {backend.name!r} is unavailable: {why}")
+                if backend not in chosen:
+                    chosen.append(backend)
         return chosen
 
     def available(self, kinds: Iterable[str] | None = None) -> list[Backend]:

@@ -191,8 +191,8 @@ class GatedKind:
             return result_for(case, ERROR, [problem])
         metrics = measure(case.op, x, output, settings.chunk_bytes)
         warnings = []
-        verdict, reasons = decide(metrics, case.op, settings.thresholds.floor_ratio_limit(case.dtype), settings)
-        if case.op.clamped and metrics["elements"] and metrics["discriminative_power"] < settings.thresholds.weak_power:
+        verdict, reasons = decide(metrics, case.op, settings.thresholds.floor_ratio_limit(case.dtype, NAME), settings)
+        if verdict == PASS and case.op.clamped and metrics["elements"] and metrics["discriminative_power"] < settings.thresholds.weak_power:
             warnings.append(
                 f"a missing clamp would stand out only {metrics['discriminative_power']:.1f}x over this"
                 " backend's error; raise --clamp-fraction or --scale"

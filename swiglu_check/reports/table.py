@@ -70,7 +70,8 @@ def write_table(report: Report, console: Console) -> None:
 def summary_line(report: Report) -> Text:
     counts = report.counts()
     parts = [(f"{counts[v]} {v}", VERDICT_STYLE[v]) for v in (PASS, FAIL, ERROR, INCONCLUSIVE, SKIP) if counts[v]]
-    text = Text(f"\n{len(report.results)} cases: ")
+    n = len(report.results)
+    text = Text(f"\n{n} case{'' if n == 1 else 's'}: ")
     for i, (part, style) in enumerate(parts):
         text.append(part, style=style)
         if i < len(parts) - 1:
@@ -79,6 +80,12 @@ def summary_line(report: Report) -> Text:
     if device:
         text.append(f"  on {device}", style="dim")
     return text
+
+
+def failure_table(report: Report) -> str:
+    """Plain text of the cases that did not pass: their rows, then the reasons."""
+    failing = Report(results=report.failures(), environment=report.environment, settings=report.settings)
+    return render_table(failing)
 
 
 def render_table(report: Report) -> str:
