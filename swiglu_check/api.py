@@ -42,6 +42,7 @@ def build_settings(
     clamp_fraction: float = DEFAULT_CLAMP_FRACTION,
     scale: float | None = None,
     input_view: str = "contiguous",
+    input_sets: Any = None,
     max_floor_ratio: float | None = None,
     thresholds: Thresholds | None = None,
     chunk_bytes: int | None = None,
@@ -89,6 +90,7 @@ def build_settings(
         inputs=InputSpec(clamp_fraction=clamp_fraction, scale=scale, view=input_view),
         thresholds=thresholds,
         chunk_bytes=chunk_bytes,
+        input_sets=parse_input_sets(input_sets) if input_sets is not None else None,
     )
 
 
@@ -99,6 +101,20 @@ def _as_list_of_shapes(shapes: Any) -> list[Any]:
     if len(items) == 2 and all(isinstance(v, int) for v in items):
         return [tuple(items)]
     return items
+
+
+def parse_input_sets(values: Any) -> tuple[str, ...]:
+    """Comma-separated or repeated input set names, validated, order kept."""
+    names: list[str] = []
+    for value in as_list(values):
+        for part in str(value).split(","):
+            name = part.strip()
+            InputSpec(distribution=name)  # raises InputError for an unknown set
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise InputError("no input set given")
+    return tuple(names)
 
 
 def parse_kinds(values: Any) -> list[str] | None:

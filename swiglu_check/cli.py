@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,12 +24,16 @@ from ._version import __version__
 from .backends import REGISTRY
 from .config import Config, kind_dtype_limits, load_config
 from .errors import EXIT_FAIL, EXIT_USAGE, BackendUnavailable, InputError
-from .inputs import DEFAULT_CLAMP_FRACTION, VIEWS
+from .devices import parse_devices, run_on_devices
+from .inputs import DEFAULT_CLAMP_FRACTION, DISTRIBUTIONS, VIEWS
+from .journal import Journal, load_report, merge_reports
+from .runner import describe, environment
+from .shards import parse_shard
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
 from .reports import RENDERERS, render
 from .reports.table import make_console, summary_line, write_table
 from .results import SKIP, Report
-from .settings import DEFAULT_MAX_FLOOR_RATIO, RunSettings, Thresholds
+from .settings import DEFAULT_MAX_FLOOR_RATIO, RunSettings, Thresholds, parse_size
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -132,6 +137,22 @@ CASE_OPTIONS = _options([
     click.option("--max-floor-ratio", type=float,
                  help=f"PASS threshold on rel-L2 / rounding floor for every kind and dtype"
                       f" (default {DEFAULT_MAX_FLOOR_RATIO:g}, or the configuration file's)."),
+    click.option("--inputs", "input_sets", multiple=True, metavar="SET[,SET...]",
+                 help=f"Input sets: {', '.join(DISTRIBUTIONS)}. Default: gaussian, plus gelu-tail for GELU ops."),
+    click.option("--max-memory", metavar="SIZE",
+                 help="Memory budget of one case (e.g. 8G): a case that needs more is an ERROR row, not run."),
+])
+
+RELIABILITY_OPTIONS = _options([
+    click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Append each finished case to this JSON-lines file (crash-safe); see --resume."),
+    click.option("--resume", is_flag=True, help="Skip the cases already in the --results file."),
+    click.option("--isolate", is_flag=True,
+                 help="Run each backend in a child process: a crash costs only that backend's cases."),
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                 help="Per-case time limit (implies --isolate); a case over it is killed, ERROR."),
+    click.option("--shard", metavar="I/N", help="Run only shard I of N (deterministic by case id)."),
+    click.option("--devices", metavar="LIST", help="Spread the cases over these GPUs (e.g. 0,1), one worker each."),
 ])
 
 
@@ -176,12 +197,16 @@ def thresholds_from(resolved: dict[str, tuple[Any, str]], config: Config) -> Thr
 
 def settings_from(resolved: dict[str, tuple[Any, str]], config: Config) -> RunSettings:
     v = lambda key, default=None: _value(resolved, key, default)  # noqa: E731
-    return api.build_settings(
+    sets = v("input_sets")
+    max_memory = v("max_memory")
+    settings = api.build_settings(
         op=v("op", "deepseek-v4"), activation=v("activation"), alpha=v("alpha"), beta=v("beta"),
         layout=v("layout"), clamp=v("clamp_mode"), limits=v("limits"), dtypes=v("dtypes"), shapes=v("shapes"),
         device=v("device", "auto"), seed=v("seed", 0), clamp_fraction=v("clamp_fraction", DEFAULT_CLAMP_FRACTION),
         scale=v("scale"), input_view=v("input_view", "contiguous"), thresholds=thresholds_from(resolved, config),
+        input_sets=api.parse_input_sets(sets) if sets else None,
     )
+    return replace(settings, max_memory=parse_size(max_memory)) if max_memory else settings
 
 
 def backends_from(resolved: dict[str, tuple[Any, str]]) -> list[Any]:
@@ -192,6 +217,7 @@ def backends_from(resolved: dict[str, tuple[Any, str]]) -> list[Any]:
 @cli.command(epilog=EXIT_CODES_HELP)
 @OP_OPTIONS
 @CASE_OPTIONS
+@RELIABILITY_OPTIONS
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(sorted(RENDERERS)),
               help="Report format.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -204,7 +230,8 @@ def backends_from(resolved: dict[str, tuple[Any, str]]) -> list[Any]:
               help="Baseline: allowed growth of floor ratio and rel-L2 (default 1.25).")
 @click.pass_context
 def run(ctx: click.Context, fmt: str, output: Path | None, save_baseline: Path | None,
-        baseline: Path | None, **_: Any) -> int:
+        baseline: Path | None, results_path: Path | None, resume: bool, isolate: bool, timeout: float | None,
+        shard: str | None, devices: str | None, **_: Any) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -221,7 +248,9 @@ def run(ctx: click.Context, fmt: str, output: Path | None, save_baseline: Path |
     resolved, config = resolve_options(ctx)
     settings = settings_from(resolved, config)
     old = load_entries(baseline) if baseline is not None else None  # a bad file fails before the run
-    report = api.run(backends_from(resolved), settings, progress=True)
+    report = _execute(backends_from(resolved), settings, results_path=results_path, resume=resume,
+                      isolate=bool(_value(resolved, "isolate", False)), timeout=_value(resolved, "timeout"), shard=parse_shard(shard) if shard else None,
+                      devices=parse_devices(devices) if devices else None)
     code = _emit(report, fmt, output)
     if save_baseline is not None:
         write_baseline(report, save_baseline)
@@ -235,6 +264,30 @@ def run(ctx: click.Context, fmt: str, output: Path | None, save_baseline: Path |
     return code
 
 
+def _execute(backends: list[Any], settings: RunSettings, *, results_path: Path | None, resume: bool,
+             isolate: bool, timeout: float | None, shard: tuple[int, int] | None,
+             devices: list[str] | None) -> Report:
+    """Run in this process, in isolated children, or over several devices."""
+    if resume and results_path is None:
+        raise InputError("--resume needs --results PATH (the file to continue)")
+    if devices is not None:
+        if shard is not None or results_path is not None:
+            raise InputError("--devices shards the run itself; it does not combine with --shard or --results")
+        return run_on_devices(backends, settings, devices, isolate=isolate, timeout=timeout)
+    journal = None
+    if results_path is not None:
+        described = describe(settings, backends)
+        header = {"settings": described, "environment": environment(settings.device),
+                  "fingerprint": json.dumps({**described, "shard": shard}, sort_keys=True, default=str)}
+        journal = Journal(results_path, header, resume=resume)
+    try:
+        return api.run(backends, settings, progress=True, isolate=isolate, timeout=timeout, shard=shard,
+                       journal=journal)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
 def _emit(report: Report, fmt: str, output: Path | None) -> int:
     """Print or write the report; return the exit code."""
     console = make_console(click.get_text_stream("stdout"))
@@ -246,10 +299,28 @@ def _emit(report: Report, fmt: str, output: Path | None) -> int:
         write_table(report, console)
     else:
         click.echo(render(report, fmt), nl=False)
-    if report.results and all(r.verdict == SKIP for r in report.results):
-        click.echo("swiglu-check: no case ran: every case was skipped", err=True)
+    if not report.results or all(r.verdict == SKIP for r in report.results):
+        click.echo("swiglu-check: no case ran" + (": every case was skipped" if report.results else ""), err=True)
         return EXIT_FAIL
     return report.exit_code
+
+
+@cli.command("report")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(sorted(RENDERERS)))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+def report_command(path: Path, fmt: str, output: Path | None) -> int:
+    """Rebuild a report from a --results file (or a report JSON), e.g. after a crash."""
+    return _emit(load_report(path), fmt, output)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(sorted(RENDERERS)))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the merged report here.")
+def merge(paths: tuple[Path, ...], fmt: str, output: Path | None) -> int:
+    """Join the results of shards (--results files or report JSONs) into one report."""
+    return _emit(merge_reports(load_report(path) for path in paths), fmt, output)
 
 
 @cli.command()
@@ -283,6 +354,7 @@ def compare(ctx: click.Context, old: Path, new: Path, regression_factor: float |
 @cli.command("config")
 @OP_OPTIONS
 @CASE_OPTIONS
+@RELIABILITY_OPTIONS
 @click.option("--regression-factor", type=float, help="Baseline: allowed growth factor.")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
 @click.pass_context

@@ -52,6 +52,10 @@ RUN_KEYS: dict[str, str] = {
     "clamp_fraction": "share of gates above the limit",
     "scale": "forced input standard deviation",
     "input_view": "input view (contiguous, column-slice)",
+    "input_sets": "input sets (gaussian, boundary, special, heavy-tail, gelu-tail)",
+    "max_memory": "memory budget of one case (e.g. 8G)",
+    "isolate": "run each backend in a child process",
+    "timeout": "per-case time limit in seconds",
 }
 THRESHOLD_KEYS: dict[str, str] = {
     "max_floor_ratio": "PASS limit on the floor ratio (every kind and dtype)",

@@ -85,8 +85,11 @@ class ErrorAccumulator:
     sq_ref: float = 0.0
     sq_floor: float = 0.0
     count: int = 0
-    nan_mismatch: int = 0
+    nan_hidden: int = 0  # the reference is NaN, the output is not (e.g. an fminf-style clamp)
+    nan_created: int = 0  # the output is NaN where the reference is not
     inf_mismatch: int = 0
+    reference_nan: int = 0
+    reference_inf: int = 0
     worst: Worst = field(default_factory=Worst)
     ulps: UlpHistogram | None = None
 
@@ -99,19 +102,27 @@ class ErrorAccumulator:
         offset: int = 0,
     ) -> None:
         """Add one chunk. `output` in any dtype, `exact` in float64, `ideal` = exact
-        rounded to the output dtype (gives the floor and the ULP distances)."""
+        rounded to the output dtype (gives the floor and the ULP distances).
+
+        NaN/Inf status is compared with the ideal when given (exact values that overflow
+        the dtype are Inf there); errors are summed where all three are finite."""
         out64 = output.to(torch.float64).reshape(-1)
         ref = exact.reshape(-1)
-        out_nan, ref_nan = torch.isnan(out64), torch.isnan(ref)
-        self.nan_mismatch += int(torch.count_nonzero(out_nan != ref_nan).item())
-        out_inf, ref_inf = torch.isinf(out64), torch.isinf(ref)
-        inf_diff = (out_inf != ref_inf) | (out_inf & ref_inf & (torch.sign(out64) != torch.sign(ref)))
+        status = ideal.reshape(-1).to(torch.float64) if ideal is not None else ref
+        out_nan, ref_nan = torch.isnan(out64), torch.isnan(status)
+        self.nan_hidden += int(torch.count_nonzero(ref_nan & ~out_nan).item())
+        self.nan_created += int(torch.count_nonzero(out_nan & ~ref_nan).item())
+        out_inf, ref_inf = torch.isinf(out64), torch.isinf(status)
+        inf_diff = (out_inf != ref_inf) | (out_inf & ref_inf & (torch.sign(out64) != torch.sign(status)))
         self.inf_mismatch += int(torch.count_nonzero(inf_diff & ~out_nan & ~ref_nan).item())
+        self.reference_nan += int(torch.count_nonzero(ref_nan).item())
+        self.reference_inf += int(torch.count_nonzero(ref_inf).item())
 
-        finite = torch.isfinite(out64) & torch.isfinite(ref)
+        ref_ok = torch.isfinite(ref) & torch.isfinite(status)
+        finite = torch.isfinite(out64) & ref_ok
         diff = (out64 - ref)[finite]
         self.sq_err += _sq_sum(diff)
-        self.sq_ref += _sq_sum(ref[torch.isfinite(ref)])
+        self.sq_ref += _sq_sum(ref[ref_ok])
         self.count += int(finite.sum().item())
         if diff.numel():
             abs_diff = (out64 - ref).abs().masked_fill(~finite, -1.0)
@@ -121,13 +132,15 @@ class ErrorAccumulator:
                 self.worst = Worst(value, offset + idx, float(out64[idx].item()), float(ref[idx].item()))
         if ideal is not None:
             ideal_flat = ideal.reshape(-1)
-            ideal_ok = torch.isfinite(ideal_flat) & torch.isfinite(ref)
-            self.sq_floor += _sq_sum((ideal_flat.to(torch.float64) - ref)[ideal_ok])
+            self.sq_floor += _sq_sum((status - ref)[ref_ok])
             if output.dtype == ideal.dtype and output.is_floating_point():
                 if self.ulps is None:
                     self.ulps = UlpHistogram()
-                both = finite & ideal_ok
-                self.ulps.add(ulp_distance(output.reshape(-1)[both], ideal_flat[both]))
+                self.ulps.add(ulp_distance(output.reshape(-1)[finite], ideal_flat[finite]))
+
+    @property
+    def nan_mismatch(self) -> int:
+        return self.nan_hidden + self.nan_created
 
     @property
     def rel_l2(self) -> float:

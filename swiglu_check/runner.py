@@ -15,8 +15,11 @@ import torch
 from ._version import __version__
 from .backends import Backend
 from .kinds import InputCache, get_kind
+from .isolation import run_isolated
+from .journal import Journal
 from .results import ERROR, SKIP, CaseResult, Report
 from .settings import RunSettings
+from .shards import in_shard
 
 ResultHook = Callable[[CaseResult], None]
 
@@ -40,6 +43,12 @@ def run_case(backend: Backend, case: Any, settings: RunSettings, cache: InputCac
     ok, why = backend.supports(case.params().get("dtype", ""), device_type, getattr(case, "op", None))
     if not ok:
         return _bare_result(case, backend, SKIP, why)
+    estimate = getattr(kind, "memory_estimate", None)
+    if settings.max_memory is not None and estimate is not None:
+        needed = estimate(case, settings)
+        if needed > settings.max_memory:
+            return _bare_result(case, backend, ERROR, f"needs about {_gib(needed)} (inputs, output and reference"
+                                f" chunks), over the --max-memory budget of {_gib(settings.max_memory)}; not run")
     try:
         prepared = kind.prepare(case, settings, cache)
     except Exception as exc:
@@ -65,27 +74,52 @@ def run_case(backend: Backend, case: Any, settings: RunSettings, cache: InputCac
     return result
 
 
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:.1f} MiB"
+
+
 def run(
     backends: Iterable[Backend],
     settings: RunSettings,
     *,
     on_result: ResultHook | None = None,
     progress: bool = False,
+    isolate: bool = False,
+    timeout: float | None = None,
+    shard: tuple[int, int] | None = None,
+    journal: Journal | None = None,
 ) -> Report:
-    """Run every case of every backend and gather a Report."""
+    """Run every case of every backend (of this shard) and gather a Report.
+
+    `journal` makes results durable one by one and supplies the cases a resumed run
+    skips; `isolate` (implied by `timeout`) runs each backend in a child process."""
     backends = list(backends)
-    pairs = plan(backends, settings)
-    cache = InputCache()
-    results: list[CaseResult] = []
-    with _progress(len(pairs), enabled=progress) as advance:
-        for backend, case in pairs:
-            result = run_case(backend, case, settings, cache)
-            results.append(result)
+    pairs = [pair for pair in plan(backends, settings) if in_shard(pair[1].case_id, shard)]
+    finished = journal.finished if journal is not None else {}
+    todo = [pair for pair in pairs if pair[1].case_id not in finished]
+    fresh: dict[str, CaseResult] = {}
+    with _progress(len(todo), enabled=progress) as advance:
+
+        def record(result: CaseResult) -> None:
+            fresh[result.case_id] = result
+            if journal is not None:
+                journal.append(result)
             if on_result is not None:
                 on_result(result)
-            advance(case.case_id)
-    cache.clear()
-    return Report(results=results, environment=environment(settings.device), settings=describe(settings, backends))
+            advance(result.case_id)
+
+        if isolate or timeout is not None:
+            run_isolated(todo, settings, timeout=timeout, on_result=record)
+        else:
+            cache = InputCache()
+            for backend, case in todo:
+                record(run_case(backend, case, settings, cache))
+            cache.clear()
+    results = [finished.get(case.case_id) or fresh[case.case_id] for _, case in pairs]
+    described = describe(settings, backends)
+    if shard is not None:
+        described["shard"] = f"{shard[0]}/{shard[1]}"
+    return Report(results=results, environment=environment(settings.device), settings=described)
 
 
 def _bare_result(case: Any, backend: Backend, verdict: str, reason: str, exc: BaseException | None = None) -> CaseResult:
@@ -172,4 +206,5 @@ def describe(settings: RunSettings, backends: list[Backend]) -> dict[str, Any]:
         "device": settings.device,
         "inputs": asdict(settings.inputs),
         "thresholds": asdict(settings.thresholds),
+        "max_memory": settings.max_memory,
     }

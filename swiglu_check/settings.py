@@ -60,8 +60,10 @@ class RunSettings:
     seed: int = 0
     device: str = "cpu"
     inputs: InputSpec = field(default_factory=InputSpec)
+    input_sets: tuple[str, ...] | None = None  # None: gaussian (+ gelu-tail for GELU ops)
     thresholds: Thresholds = field(default_factory=Thresholds)
     chunk_bytes: int | None = None  # memory budget of one reference chunk; None: derived
+    max_memory: int | None = None  # bytes a case may need (inputs, output, reference chunks)
 
     @property
     def device_type(self) -> str:
@@ -95,6 +97,21 @@ def parse_shapes(values: tuple[str, ...] | list[str]) -> list[tuple[int, int]]:
             if shape not in shapes:
                 shapes.append(shape)
     return shapes
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """A byte count: `512M`, `8GiB`, `1.5G`, or plain bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise InputError(f"malformed size {text!r}; e.g. 512M, 8G, 8GiB")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
+    size = int(float(match.group(1)) * scale)
+    if size <= 0:
+        raise InputError(f"size must be positive, got {text!r}")
+    return size
 
 
 def resolve_device(name: str) -> str:

@@ -8,7 +8,7 @@ from swiglu_check.cli import cli
 from swiglu_check.ops import OpSpec
 from swiglu_check.references import gated as ref
 
-ARGS = ["--shape", "16x128", "--shape", "5x77", "--dtype", "bf16,fp16", "--limit", "7", "--device", "cpu"]
+ARGS = ["--shape", "16x128", "--shape", "5x411", "--dtype", "bf16,fp16", "--limit", "7", "--device", "cpu"]
 
 
 def invoke(*args):
@@ -49,14 +49,14 @@ def test_compare_reports_missing_new_and_regressed(tmp_path, kernels):
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     invoke("run", "--backend", "test-kernel", *ARGS, "--format", "json", "--output", str(old))
     kernels["impl"] = lambda x, op: ref.eager(x, op)
-    invoke("run", "--backend", "test-kernel", "--shape", "16x128", "--shape", "9x33", "--dtype", "bf16,fp16",
+    invoke("run", "--backend", "test-kernel", "--shape", "16x128", "--shape", "9x233", "--dtype", "bf16,fp16",
            "--limit", "7", "--device", "cpu", "--format", "json", "--output", str(new))
     result = invoke("compare", str(old), str(new), "--format", "json")
     assert result.exit_code == 1
     statuses = {c["case_id"].split("/", 4)[-1]: c["status"] for c in json.loads(result.output)["changes"]}
     assert statuses["16x128/s0"] == "regressed"
-    assert statuses["5x77/s0"] == "missing"
-    assert statuses["9x33/s0"] == "new"
+    assert statuses["5x411/s0"] == "missing"
+    assert statuses["9x233/s0"] == "new"
     lenient = invoke("compare", str(old), str(old))
     assert lenient.exit_code == 0
 

@@ -14,7 +14,7 @@ name = "someone-elses-kernels"
 [tool.swiglu-check]
 op = "gpt-oss"
 dtypes = ["bf16"]
-shapes = "8x64"
+shapes = "16x128"
 backends = "torch-eager"
 device = "cpu"
 

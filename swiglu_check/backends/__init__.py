@@ -41,6 +41,7 @@ class Backend:
     check_available: Callable[[], Availability] | None = None
     check_supports: Callable[[Any], Availability] | None = None
     interpreted_on: tuple[str, ...] = ()
+    call_out: Callable[..., Any] | None = None  # out-variant: call_out(x, op, out) writes into out
     source: str = "builtin"
     extra: dict[str, Any] = field(default_factory=dict)
 
