@@ -20,6 +20,7 @@ from .errors import EXIT_FAIL, EXIT_USAGE, BackendUnavailable, InputError
 from .inputs import DEFAULT_CLAMP_FRACTION, VIEWS
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
 from .reports import RENDERERS, render
+from .reports.files import ReportFiles, report_file_options, write_text_file
 from .reports.table import make_console, write_table
 from .results import SKIP, Report
 
@@ -124,11 +125,12 @@ def _case_options(func: Any) -> Any:
               help="Report format.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (stdout then shows only the summary).")
+@report_file_options
 def run(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
         clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
         backends: tuple[str, ...], device: str, seed: int, clamp_fraction: float, scale: float | None,
         input_view: str, kinds: tuple[str, ...], max_floor_ratio: float | None, fmt: str,
-        output: Path | None) -> int:
+        output: Path | None, **report_files: Path | None) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -145,15 +147,17 @@ def run(op: str, activation: str | None, layout: str | None, alpha: float | None
         limits=limits or None, dtypes=dtypes or None, shapes=shapes or None, device=device, seed=seed,
         clamp_fraction=clamp_fraction, scale=scale, input_view=input_view, max_floor_ratio=max_floor_ratio,
     )
+    files = ReportFiles.from_options(report_files, output)  # checked before the (long) run
     chosen = api.resolve_backends(list(backends) or None, kinds=api.parse_kinds(kinds))
     report = api.run(chosen, settings, progress=True)
-    return _emit(report, fmt, output)
+    code = _emit(report, fmt, output)
+    return max(code, files.write(report))
 
 
 def _emit(report: Report, fmt: str, output: Path | None) -> int:
     """Print or write the report; return the exit code."""
     if output is not None:
-        output.write_text(render(report, fmt))
+        write_text_file(output, render(report, fmt))
         from .reports.table import summary_line
 
         make_console(click.get_text_stream("stdout")).print(summary_line(report))
