@@ -31,6 +31,7 @@ from .runner import describe, environment
 from .shards import parse_shard
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
 from .reports import RENDERERS, render
+from .reports.files import FILE_FORMATS, ReportFiles, option_name, report_file_options, write_text_file
 from .reports.table import make_console, summary_line, write_table
 from .results import SKIP, Report
 from .settings import DEFAULT_MAX_FLOOR_RATIO, RunSettings, Thresholds, parse_size
@@ -69,6 +70,9 @@ class ToolGroup(click.Group):
             code = _fail_usage(exc.format_message())
         except (InputError, BackendUnavailable) as exc:
             code = _fail_usage(str(exc))
+        except OSError as exc:  # e.g. an --output path that cannot be written
+            where = f" {exc.filename}" if exc.filename else ""
+            code = _fail_usage(f"cannot write or read{where}: {exc.strerror or exc}")
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("swiglu-check: interrupted", err=True)
             code = 130
@@ -228,10 +232,11 @@ def backends_from(resolved: dict[str, tuple[Any, str]]) -> list[Any]:
               help="Compare with a baseline (or report) file; a regression exits 1.")
 @click.option("--regression-factor", type=float,
               help="Baseline: allowed growth of floor ratio and rel-L2 (default 1.25).")
+@report_file_options
 @click.pass_context
 def run(ctx: click.Context, fmt: str, output: Path | None, save_baseline: Path | None,
         baseline: Path | None, results_path: Path | None, resume: bool, isolate: bool, timeout: float | None,
-        shard: str | None, devices: str | None, **_: Any) -> int:
+        shard: str | None, devices: str | None, **options: Any) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -248,10 +253,11 @@ def run(ctx: click.Context, fmt: str, output: Path | None, save_baseline: Path |
     resolved, config = resolve_options(ctx)
     settings = settings_from(resolved, config)
     old = load_entries(baseline) if baseline is not None else None  # a bad file fails before the run
+    files = ReportFiles.from_options({option_name(f): options.get(option_name(f)) for f in FILE_FORMATS}, output)
     report = _execute(backends_from(resolved), settings, results_path=results_path, resume=resume,
                       isolate=bool(_value(resolved, "isolate", False)), timeout=_value(resolved, "timeout"), shard=parse_shard(shard) if shard else None,
                       devices=parse_devices(devices) if devices else None)
-    code = _emit(report, fmt, output)
+    code = max(_emit(report, fmt, output), files.write(report))
     if save_baseline is not None:
         write_baseline(report, save_baseline)
         click.echo(f"baseline written to {save_baseline}")
@@ -292,7 +298,7 @@ def _emit(report: Report, fmt: str, output: Path | None) -> int:
     """Print or write the report; return the exit code."""
     console = make_console(click.get_text_stream("stdout"))
     if output is not None:
-        output.write_text(render(report, fmt))
+        write_text_file(output, render(report, fmt))
         console.print(summary_line(report))
         click.echo(f"report written to {output}")
     elif fmt == "table":

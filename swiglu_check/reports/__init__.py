@@ -1,4 +1,8 @@
-"""Report renderers: `table` (rich), `json`. Each takes a Report and returns text."""
+"""Report renderers: `table` (rich), `json`, `junit`, `markdown`, `csv`.
+
+Each takes a Report and returns text; every kind renders (the human formats use the
+kind's `columns`, CSV the raw params and metrics), so a new kind needs no change here.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from typing import Callable
 
 from ..errors import InputError
 from ..results import Report
+from .csv_report import render_csv
+from .junit import render_junit
+from .markdown import render_markdown
 from .table import render_table
 
 Renderer = Callable[[Report], str]
@@ -19,6 +26,9 @@ def render_json(report: Report) -> str:
 RENDERERS: dict[str, Renderer] = {
     "table": render_table,
     "json": render_json,
+    "junit": render_junit,
+    "markdown": render_markdown,
+    "csv": render_csv,
 }
 
 

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..kinds import get_kind
 from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, SKIP, CaseResult, Report
+from .common import cell, columns_for
 
 VERDICT_STYLE = {PASS: "bold green", FAIL: "bold red", ERROR: "bold magenta", INCONCLUSIVE: "bold yellow", SKIP: "dim"}
 DEFAULT_WIDTH = 180  # when not writing to a terminal (CI logs): wide enough for the case ids
@@ -25,18 +25,18 @@ def make_console(file: IO[str] | None = None) -> Console:
 
 
 def backend_table(backend: str, rows: list[CaseResult]) -> Table:
-    kind = get_kind(rows[0].kind)
+    columns = columns_for(rows[0].kind)
     interpreted = any(r.interpreted for r in rows)
     title = f"{backend}  [dim]({rows[0].kind}{', Triton interpreter on CPU' if interpreted else ''})[/dim]"
     table = Table(title=title, title_justify="left", header_style="bold")
-    for column in kind.columns:
+    for column in columns:
         table.add_column(column.header, justify=column.justify, no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     if interpreted:
         table.add_column("mode", no_wrap=True)
     table.add_column("case id", style="dim", overflow="fold")
     for row in rows:
-        cells = [column.render(row) for column in kind.columns]
+        cells = [cell(column, row) for column in columns]
         verdict = Text(row.verdict, style=VERDICT_STYLE.get(row.verdict, ""))
         extra = ["interp" if row.interpreted else "native"] if interpreted else []
         table.add_row(*cells, verdict, *extra, row.case_id)
@@ -63,7 +63,7 @@ def write_table(report: Report, console: Console) -> None:
     if warned:
         console.print("\n[bold yellow]Warnings[/bold yellow]")
         for r, w in warned:
-            console.print(f"  {r.case_id}: {w}")
+            console.print(Text(f"  {r.case_id}: {w}"))
     console.print(summary_line(report))
 
 
