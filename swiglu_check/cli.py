@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+from rich.text import Text
 from click.core import ParameterSource
 
 from . import api
@@ -425,7 +426,7 @@ def list_backends(fmt: str) -> int:
     console = make_console(click.get_text_stream("stdout"))
     console.print(table)
     for module, error in errors.items():
-        console.print(f"[red]could not load {module}: {error}[/red]")
+        console.print(Text(f"could not load {module}: {error}", style="red"))
     return 0
 
 
