@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from importlib import metadata
 from typing import Any, Callable
 
@@ -33,7 +35,7 @@ def load_attribute(spec: str) -> Any:
     if not sep or not module_name.strip() or not attr.strip():
         raise InputError(f"malformed backend {spec!r}: expected pkg.module:callable")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_here(module_name)
     except Exception as exc:
         raise InputError(f"cannot import module {module_name!r} for backend {spec!r}: {type(exc).__name__}: {exc}") from None
     obj: Any = module
@@ -42,6 +44,18 @@ def load_attribute(spec: str) -> Any:
             raise InputError(f"module {module_name!r} has no attribute {attr!r} (backend {spec!r})")
         obj = getattr(obj, part)
     return obj
+
+
+def _import_from_here(module_name: str) -> Any:
+    """Import a module; if its top-level package is not found, try the working directory
+    too (a console script, unlike `python -m`, does not put it on sys.path)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+            raise
+    sys.path.insert(0, os.getcwd())
+    return importlib.import_module(module_name)
 
 
 def to_backends(obj: Any, name: str, source: str) -> list[Backend]:
