@@ -160,7 +160,7 @@ class Diagnosis:
     best: CandidateScore | None = None
     differences: list[str] = field(default_factory=list)  # of the best match from the asked op
     rounding: str = ""
-    floor_ratio: float | None = None  # the best variant's exact candidate: what `run` would show
+    floor_ratio: float | None = None  # the best variant's exact distance: its floor ratio, worst probe
     indistinguishable: list[str] = field(default_factory=list)
     matches_asked: bool = False
     within_rounding: bool = False
