@@ -398,6 +398,55 @@ def show_config(ctx: click.Context, fmt: str, **_: Any) -> int:
     return 0
 
 
+DIAGNOSE_EXIT_HELP = """\b
+Exit codes:
+  0  the best match is the asked op, within rounding
+  1  the best match is another variant, nothing matches within rounding, or the
+     backend raised or returned an unusable output
+  2  usage error or bad input"""
+
+
+@cli.command(epilog=DIAGNOSE_EXIT_HELP)
+@OP_OPTIONS
+@click.option("--backend", required=True, metavar="NAME", help="The backend (kind gated) to diagnose.")
+@click.option("--dtype", default="bf16", show_default=True, help="fp32, fp16 or bf16.")
+@click.option("--shape", default="64x1024", show_default=True, metavar="TxD",
+              help="Size of each probe: T tokens x D output width.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda, cuda:N.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Input seed.")
+@click.option("--max-floor-ratio", type=float, default=2.0, show_default=True,
+              help="A candidate within this many rounding floors matches 'within rounding'.")
+@click.option("--top", default=12, show_default=True, type=click.IntRange(min=0),
+              help="Candidates to show in the table (0: all).")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
+def diagnose(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
+             clamp: str | None, limits: tuple[str, ...], backend: str, dtype: str, shape: str, device: str,
+             seed: int, max_floor_ratio: float, top: int, fmt: str) -> int:
+    """Name the variant of the math a backend computes.
+
+    Runs the backend on probe inputs chosen to separate the variants (clamp none / pre /
+    post; SiLU / erf GELU / tanh GELU; halves / interleaved; alpha and beta; the rounding
+    recipes) and ranks candidates by their distance to its output in rounding floors.
+    """
+    from . import diagnose as diagnosis
+    from .ops import build_op, parse_limits
+    from .reports.diagnose_table import diagnosis_json, print_diagnosis
+
+    spec = build_op(op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp)
+    if limits:
+        parsed = parse_limits(limits)
+        if len(parsed) != 1:
+            raise InputError(f"diagnose takes one limit, got {len(parsed)}")
+        spec = spec.with_limit(parsed[0])
+    result = diagnosis.diagnose(backend, spec, dtype=dtype, shape=shape, seed=seed, device=device,
+                                max_floor_ratio=max_floor_ratio, preset_name=op)
+    if fmt == "json":
+        click.echo(diagnosis_json(result), nl=False)
+    else:
+        print_diagnosis(make_console(click.get_text_stream("stdout")), result, top)
+    return result.exit_code
+
+
 @cli.command("list")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
 def list_backends(fmt: str) -> int:

@@ -104,6 +104,23 @@ def gaussian(
     return out
 
 
+def uniform(
+    rows: int,
+    cols: int,
+    *,
+    low: float,
+    high: float,
+    seed: int,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """`rows x cols` values of U(low, high) from a seeded CPU generator, cast, on device
+    (small probe tensors: one draw, no blocking)."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    values = torch.rand((rows, cols), generator=generator, dtype=torch.float32) * (high - low) + low
+    return values.to(dtype=dtype, device=device)
+
+
 def gated_input(
     tokens: int,
     width: int,
