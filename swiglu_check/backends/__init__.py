@@ -78,6 +78,8 @@ class Registry:
         self._builtins_loaded = False
 
     def register(self, backend: Backend, *, replace: bool = False) -> Backend:
+        if not backend.name or any(c in backend.name for c in "/ \t\n"):
+            raise InputError(f"invalid backend name {backend.name!r}: case ids are backend/...; no '/' or spaces")
         if backend.name in self._backends and not replace:
             existing = self._backends[backend.name]
             raise InputError(
