@@ -9,6 +9,7 @@ from .dtypes import parse_dtypes
 from .errors import InputError
 from .inputs import DEFAULT_CLAMP_FRACTION, InputSpec
 from .ops import OpSpec, build_op, parse_limits
+from .quant import build_fp8_specs, parse_scale_layouts
 from .results import Report
 from .runner import ResultHook, run
 from .settings import RunSettings, Thresholds, parse_shapes, resolve_device
@@ -41,11 +42,15 @@ def build_settings(
     scale: float | None = None,
     max_floor_ratio: float | None = None,
     chunk_bytes: int | None = None,
+    group_size: int | None = None,
+    ue8m0: bool = False,
+    scale_layouts: Any = None,
 ) -> RunSettings:
     """Validate loose user input (names, strings, numbers) into RunSettings.
 
     `limits` items may be numbers, None, or strings like "7,10,none"; `shapes` items
-    may be (T, D) tuples or "TxD" strings.
+    may be (T, D) tuples or "TxD" strings. `group_size`, `ue8m0` and `scale_layouts`
+    ("row", "col", "both") set the FP8 quantization of `gated-fp8` cases.
     """
     if isinstance(op, OpSpec):
         overrides = dict(activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp)
@@ -84,6 +89,7 @@ def build_settings(
         inputs=InputSpec(clamp_fraction=clamp_fraction, scale=scale),
         thresholds=thresholds,
         chunk_bytes=chunk_bytes,
+        fp8=build_fp8_specs(group_size, ue8m0, parse_scale_layouts(_as_list(scale_layouts)) or None),
     )
 
 

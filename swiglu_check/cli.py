@@ -19,6 +19,7 @@ from .backends import REGISTRY
 from .errors import EXIT_FAIL, EXIT_USAGE, BackendUnavailable, InputError
 from .inputs import DEFAULT_CLAMP_FRACTION
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
+from .quant import DEFAULT_GROUP_SIZE
 from .reports import RENDERERS, render
 from .reports.table import make_console, write_table
 from .results import SKIP, Report
@@ -113,9 +114,26 @@ def _case_options(func: Any) -> Any:
     return func
 
 
+def _fp8_options(func: Any) -> Any:
+    """FP8 quantization of `gated-fp8` cases (ignored by other kinds)."""
+    options = [
+        click.option("--group-size", type=click.IntRange(min=1), default=DEFAULT_GROUP_SIZE, show_default=True,
+                     help="gated-fp8: output elements per quantization group (one scale each)."),
+        click.option("--ue8m0", is_flag=True, default=False,
+                     help="gated-fp8: power-of-two scales (rounded up), as DeepGEMM's UE8M0."),
+        click.option("--scale-layout", "scale_layouts", multiple=True, metavar="row|col|both",
+                     help="gated-fp8: scales row-major [T, D/G] or column-major ([D/G, T] transposed);"
+                          " default both."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @_op_options
 @_case_options
+@_fp8_options
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(sorted(RENDERERS)),
               help="Report format.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -123,7 +141,8 @@ def _case_options(func: Any) -> Any:
 def run(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
         clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
         backends: tuple[str, ...], device: str, seed: int, clamp_fraction: float, scale: float | None,
-        max_floor_ratio: float | None, fmt: str, output: Path | None) -> int:
+        max_floor_ratio: float | None, group_size: int, ue8m0: bool, scale_layouts: tuple[str, ...],
+        fmt: str, output: Path | None) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -134,11 +153,18 @@ def run(op: str, activation: str | None, layout: str | None, alpha: float | None
       floor ratio  rel-L2 / rounding floor (the rel-L2 of exact rounded once);
                    ~1.0 fused kernel, ~1.3 an extra rounding, >10 wrong math
       clamp cov.   share of gates above L / of ups outside [-L, L]
+
+    \b
+    gated-fp8 rows (fused activation + FP8 quantization) are judged on q * scale:
+      floor ratio  rel-L2 / the exact quantizer's rel-L2 (exact activation, exact scales)
+      scales !=    share of scales that differ from the exact quantizer's (max relative diff)
+      q >1 code    share of e4m3 codes more than one code from the exact quantizer's
     """
     settings = api.build_settings(
         op=op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp,
         limits=limits or None, dtypes=dtypes or None, shapes=shapes or None, device=device, seed=seed,
         clamp_fraction=clamp_fraction, scale=scale, max_floor_ratio=max_floor_ratio,
+        group_size=group_size, ue8m0=ue8m0, scale_layouts=scale_layouts or None,
     )
     chosen = api.resolve_backends(list(backends) or None)
     report = api.run(chosen, settings, progress=True)
@@ -197,6 +223,7 @@ def list_backends(fmt: str) -> int:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @_op_options
+@_fp8_options
 @click.option("--dtype", "dtypes", multiple=True, metavar="D[,D...]", help="Default: bf16.")
 @click.option("--shape", "shapes", multiple=True, metavar="SHAPE",
               help="Shapes to time (kind-specific syntax, e.g. TxD); default: the kind's bench shapes.")
@@ -206,7 +233,8 @@ def list_backends(fmt: str) -> int:
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here.")
 def bench(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
-          clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
+          clamp: str | None, limits: tuple[str, ...], group_size: int, ue8m0: bool,
+          scale_layouts: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
           backends: tuple[str, ...], device: str, fmt: str, output: Path | None) -> int:
     """Time every backend on the GPU against the device copy bandwidth (needs CUDA).
 
@@ -220,6 +248,7 @@ def bench(op: str, activation: str | None, layout: str | None, alpha: float | No
     settings = api.build_settings(
         op=op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp,
         limits=limits or None, dtypes=dtypes or ["bf16"], device=device,
+        group_size=group_size, ue8m0=ue8m0, scale_layouts=scale_layouts or None,
     )
     if settings.device_type != "cuda":
         raise InputError("bench needs a CUDA GPU and none is available (torch.cuda.is_available() is False)")
