@@ -120,9 +120,10 @@ def exact_store_needed(dtype: torch.dtype) -> bool:
 
 
 def gated(x: torch.Tensor, op: OpSpec, *, _plant: str | None = None,
-          _exact_bf16: bool | None = None) -> torch.Tensor:
+          _exact_bf16: bool | None = None, _config: tuple[int, int, int] | None = None) -> torch.Tensor:
     """y = act(gate) * (up + beta) with the op's clamp; y has x's dtype and device.
-    `_exact_bf16` forces the in-kernel bf16 rounding on or off (tests only)."""
+    `_exact_bf16` forces the in-kernel bf16 rounding on or off (tests only); `_config`
+    overrides (BLOCK_T, BLOCK_D, num_warps) (the tuning script only)."""
     check_input(x)
     if x.stride(-1) != 1:
         x = x.contiguous()
@@ -130,7 +131,7 @@ def gated(x: torch.Tensor, op: OpSpec, *, _plant: str | None = None,
     y = torch.empty((tokens, width), dtype=x.dtype, device=x.device)
     if tokens == 0 or width == 0:
         return y
-    block_t, block_d, num_warps = launch_config(tokens, width, x.element_size())
+    block_t, block_d, num_warps = _config or launch_config(tokens, width, x.element_size())
     if block_t * max(x.stride(0), width) > _I32_MAX:
         block_t = 1  # keep the in-tile row offsets within int32
     grid = (triton.cdiv(tokens, block_t), triton.cdiv(width, block_d))

@@ -100,8 +100,11 @@ def supports(spec: Fp8Spec) -> tuple[bool, str]:
 
 
 def gated_fp8(x: torch.Tensor, op: OpSpec, spec: Fp8Spec, *, _plant: str | None = None,
-              _exact_e4m3: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q, scales) for `x`; scales are the `[T, D/G]` view (column-major: strides (1, T))."""
+              _exact_e4m3: bool | None = None,
+              _config: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q, scales) for `x`; scales are the `[T, D/G]` view (column-major: strides (1, T)).
+    `_plant` and `_exact_e4m3` are for tests (see the module docstring), `_config`
+    overrides (GROUPS_PER_PROG, num_warps) for the tuning script."""
     check_input(x)
     ok, why = supports(spec)
     if not ok:
@@ -124,7 +127,7 @@ def gated_fp8(x: torch.Tensor, op: OpSpec, spec: Fp8Spec, *, _plant: str | None 
         from .probe import interpreter_e4m3_cast_is_exact
 
         _exact_e4m3 = INTERPRETED and not interpreter_e4m3_cast_is_exact()
-    per_prog, num_warps = launch_config(groups, spec.group_size)
+    per_prog, num_warps = _config or launch_config(groups, spec.group_size)
     grid = (tokens, triton.cdiv(groups, per_prog))
     limit = float(op.limit) if op.limit is not None else 0.0
     with interpreter_errstate():
