@@ -6,6 +6,10 @@ For the issue's bench shapes (bf16, deepseek-v4 op), times the `triton` kernel o
 num_warps), with the same method as `swiglu-check bench` (CUDA events, rotated inputs,
 host launches enqueued ahead), next to the device copy bandwidth measured in the same run.
 Prints one table per kernel, % of copy bandwidth per config; `--json PATH` keeps it all.
+
+Each shape also gets a size-matched device copy (the gated kernel's bytes, read plus
+written, timed the same way): what a plain copy of that size reaches, per call, shows
+how much of the gap at small shapes is the per-launch fixed cost rather than the kernel.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ def main() -> None:
     for tokens, width in SHAPES:
         xs = bench_inputs(tokens, width, "bf16", op, settings)
         nbytes = 3 * tokens * width * 2
-        row = {}
+        srcs = [x.view(-1)[: 3 * tokens * width // 2] for x in xs]  # half the bytes read, half written
+        dst = torch.empty_like(srcs[0])
+        row = {"size-matched copy": _gbps(nbytes, lambda i: dst.copy_(srcs[i]), len(srcs))}
+        del srcs, dst
         for config in GATED_CONFIGS:
             if config[1] > 2 * width:
                 continue

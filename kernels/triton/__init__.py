@@ -5,6 +5,12 @@ Without a CUDA device Triton kernels run through Triton's interpreter on the CPU
 interpreter is chosen when a kernel is *decorated*, so `TRITON_INTERPRET=1` must be set
 before the kernel modules import triton: importing this package does that when torch
 sees no GPU (an explicit `TRITON_INTERPRET` setting is left as the user set it).
+
+If triton was imported *before* that (torch.compile does so), the helpers of
+`triton.language`'s standard library that are themselves `@triton.jit` functions
+(`tl.max`, `tl.cdiv`, `tl.sigmoid`, ...) were compiled for the GPU and the interpreter
+cannot call them. The kernels here therefore use only builtins (`tl.reduce` with their
+own combine function, integer arithmetic for ceil-division); a test guards this.
 """
 
 from __future__ import annotations

@@ -48,8 +48,12 @@ def _gated_fp8_kernel(x_ptr, q_ptr, s_ptr, D, stride_x, stride_q, stride_s_row, 
                       ACT: tl.constexpr, CLAMP: tl.constexpr, POST_CLAMP: tl.constexpr,
                       INTERLEAVED: tl.constexpr, GROUP: tl.constexpr, GROUPS_PER_PROG: tl.constexpr,
                       UE8M0: tl.constexpr, EXACT_E4M3: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)  # int64: row * stride may exceed 2^31
-    groups = tl.program_id(1) * GROUPS_PER_PROG + tl.arange(0, GROUPS_PER_PROG)
+    # one flat grid, group blocks fastest: neighbouring programs stream through
+    # consecutive memory (see the `triton` kernel)
+    pid = tl.program_id(0)
+    group_blocks = (D // GROUP + GROUPS_PER_PROG - 1) // GROUPS_PER_PROG  # not tl.cdiv (see below)
+    row = (pid // group_blocks).to(tl.int64)  # int64: row * stride may exceed 2^31
+    groups = (pid % group_blocks) * GROUPS_PER_PROG + tl.arange(0, GROUPS_PER_PROG)
     group_ok = groups < D // GROUP  # D is a multiple of GROUP: a valid group is all in range
     cols = groups[:, None] * GROUP + tl.arange(0, GROUP)[None, :]  # [GROUPS_PER_PROG, GROUP]
     mask = group_ok[:, None]
@@ -128,7 +132,10 @@ def gated_fp8(x: torch.Tensor, op: OpSpec, spec: Fp8Spec, *, _plant: str | None 
 
         _exact_e4m3 = INTERPRETED and not interpreter_e4m3_cast_is_exact()
     per_prog, num_warps = _config or launch_config(groups, spec.group_size)
-    grid = (tokens, triton.cdiv(groups, per_prog))
+    programs = tokens * triton.cdiv(groups, per_prog)
+    if programs > _I32_MAX:
+        raise ValueError(f"{tokens}x{width} needs {programs} programs, more than one launch grid holds")
+    grid = (programs,)
     limit = float(op.limit) if op.limit is not None else 0.0
     with interpreter_errstate():
         _gated_fp8_kernel[grid](
