@@ -79,8 +79,8 @@ def time_call(call: Callable[[int], Any], sets: int, *, warmup: int = 10, reps: 
     """Milliseconds of each timed call (CUDA events), after warm-up.
 
     Events time the GPU, but if the host needs longer to launch a call (Python and
-    launcher overhead, ~10-20 us) than the GPU needs to run it, the GPU idles between
-    calls and the events measure the host. So each window of timed calls is enqueued
+    launcher overhead, typically several microseconds or more) than the GPU needs to run
+    it, the GPU idles between calls and the events measure the host. So each window of timed calls is enqueued
     behind a short GPU stall (`torch.cuda._sleep`) long enough for the host to launch
     the whole window: the calls then run back to back and each pair of events brackets
     one call's GPU work.

@@ -75,11 +75,12 @@ def launch_config(tokens: int, width: int, element_size: int) -> tuple[int, int,
     """(BLOCK_T, BLOCK_D, num_warps).
 
     On a GPU one row per program and 8 columns per thread (16-byte accesses for 16-bit
-    dtypes): 4096 columns at 16 warps for large outputs (best of the sweep in
-    scripts/triton_tune.py on the H100 at T = 16384: 96-99% of copy bandwidth against
-    93-97% for 1024 columns at 4 warps), 1024 at 4 warps below that, where more, smaller
-    programs spread over the SMs. Under the interpreter every program costs Python
-    overhead, so tiles are as large as a few thousand elements allow.
+    dtypes): 4096 columns at 16 warps for outputs of 8M elements and more, 1024 at 4 warps
+    below that, where more, smaller programs spread over the SMs. Chosen from the first
+    H100 sweep (scripts/triton_tune.py, NOTES.md); the second sweep, with the flat grid,
+    found 1024 columns at 8 warps 0.2-2% faster at five of six bench shapes (3% slower at
+    1024x7168), not adopted without a bench run of its own. Under the interpreter every
+    program costs Python overhead, so tiles are as large as a few thousand elements allow.
     """
     del element_size  # 8 columns per thread suits every dtype here
     if INTERPRETED:
