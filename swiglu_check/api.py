@@ -11,6 +11,7 @@ from .errors import InputError
 from .inputs import DEFAULT_CLAMP_FRACTION, InputSpec
 from .kinds import get_kind
 from .ops import OpSpec, build_op, parse_limits
+from .quant import build_fp8_specs, parse_scale_layouts
 from .results import Report
 from .runner import ResultHook, run
 from .settings import RunSettings, Thresholds, parse_shapes, resolve_device
@@ -46,11 +47,16 @@ def build_settings(
     max_floor_ratio: float | None = None,
     thresholds: Thresholds | None = None,
     chunk_bytes: int | None = None,
+    group_size: int | None = None,
+    ue8m0: bool = False,
+    scale_layouts: Any = None,
 ) -> RunSettings:
     """Validate loose user input (names, strings, numbers) into RunSettings.
 
     `limits` items may be numbers, None, or strings like "7,10,none"; `shapes` items
     may be (T, D) tuples or "TxD" strings; `thresholds` wins over `max_floor_ratio`.
+    `group_size`, `ue8m0` and `scale_layouts`
+    ("row", "col", "both") set the FP8 quantization of `gated-fp8` cases.
     """
     if isinstance(op, OpSpec):
         overrides = dict(activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp)
@@ -91,6 +97,7 @@ def build_settings(
         thresholds=thresholds,
         chunk_bytes=chunk_bytes,
         input_sets=parse_input_sets(input_sets) if input_sets is not None else None,
+        fp8=build_fp8_specs(group_size, ue8m0, parse_scale_layouts(as_list(scale_layouts)) or None),
     )
 
 

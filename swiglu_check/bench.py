@@ -2,7 +2,8 @@
 
 Method (the device README's METHOD.md): CUDA events around each call, warm-up first,
 median of many calls, and inputs rotated among enough sets that they do not all fit in
-L2 (so small shapes are not flattered by the cache). Bytes count what must cross device
+L2 (so small shapes are not flattered by the cache). Calls are enqueued ahead of the GPU
+(behind a short stall), so host launch overhead is not counted as kernel time. Bytes count what must cross device
 memory: every input read once plus every output written once. The copy bandwidth is
 measured in the same run, by a large device-to-device copy, counting read plus write.
 
@@ -13,8 +14,10 @@ print speed-up ratios measured in the same run (for example against cuBLAS).
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -67,29 +70,60 @@ def rotation_sets(bytes_per_set: int, limit: int = MAX_SETS) -> int:
     return max(1, min(limit, math.ceil(ROTATION_BYTES / max(bytes_per_set, 1))))
 
 
+_QUEUE_WINDOW = 50  # timed calls enqueued behind one GPU stall
+_MAX_STALL_MS = 100.0
+
+
 def time_call(call: Callable[[int], Any], sets: int, *, warmup: int = 10, reps: int = 100,
               min_total_ms: float = 30.0) -> list[float]:
-    """Milliseconds of each timed call (CUDA events), after warm-up."""
+    """Milliseconds of each timed call (CUDA events), after warm-up.
+
+    Events time the GPU, but if the host needs longer to launch a call (Python and
+    launcher overhead, typically several microseconds or more) than the GPU needs to run
+    it, the GPU idles between calls and the events measure the host. So each window of timed calls is enqueued
+    behind a short GPU stall (`torch.cuda._sleep`) long enough for the host to launch
+    the whole window: the calls then run back to back and each pair of events brackets
+    one call's GPU work.
+    """
     for i in range(warmup):
         call(i % sets)
     torch.cuda.synchronize()
     # size the repetition count so short kernels are timed over a useful total
     probe_start, probe_end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    host_start = time.perf_counter()
     probe_start.record()
     for i in range(5):
         call(i % sets)
     probe_end.record()
+    host_ms = (time.perf_counter() - host_start) * 1e3 / 5
     torch.cuda.synchronize()
     per_call = max(probe_start.elapsed_time(probe_end) / 5, 1e-3)
     reps = max(reps, min(2000, int(min_total_ms / per_call)))
+    stall_cycles = int(min(_MAX_STALL_MS, 1.5 * host_ms * _QUEUE_WINDOW) * _cycles_per_ms()) \
+        if hasattr(torch.cuda, "_sleep") else 0
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for i in range(reps):
+        if i % _QUEUE_WINDOW == 0 and hasattr(torch.cuda, "_sleep"):
+            torch.cuda._sleep(stall_cycles)
         starts[i].record()
         call(i % sets)
         ends[i].record()
     torch.cuda.synchronize()
     return [s.elapsed_time(e) for s, e in zip(starts, ends)]
+
+
+@functools.lru_cache(maxsize=None)
+def _cycles_per_ms() -> float:
+    """GPU clock cycles per millisecond of `torch.cuda._sleep`, measured once."""
+    cycles = 10_000_000
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda._sleep(cycles // 10)  # wake the clocks up
+    start.record()
+    torch.cuda._sleep(cycles)
+    end.record()
+    torch.cuda.synchronize()
+    return cycles / max(start.elapsed_time(end), 1e-3)
 
 
 def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:

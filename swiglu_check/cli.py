@@ -31,6 +31,7 @@ from .journal import Journal, load_report, merge_reports
 from .runner import describe, environment
 from .shards import parse_shard
 from .ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS, PRESETS
+from .quant import DEFAULT_GROUP_SIZE
 from .reports import RENDERERS, render
 from .reports.files import FILE_FORMATS, ReportFiles, option_name, report_file_options, write_text_file
 from .reports.table import make_console, summary_line, write_table
@@ -148,6 +149,15 @@ CASE_OPTIONS = _options([
                  help="Memory budget of one case (e.g. 8G): a case that needs more is an ERROR row, not run."),
 ])
 
+FP8_OPTIONS = _options([
+    click.option("--group-size", type=click.IntRange(min=1), default=DEFAULT_GROUP_SIZE, show_default=True,
+                 help="gated-fp8: output elements per quantization group (one scale each)."),
+    click.option("--ue8m0", is_flag=True, default=False,
+                 help="gated-fp8: power-of-two scales (rounded up), as DeepGEMM's UE8M0."),
+    click.option("--scale-layout", "scale_layouts", multiple=True, metavar="row|col|both",
+                 help="gated-fp8: scales row-major [T, D/G] or column-major ([D/G, T] transposed); default both."),
+])
+
 RELIABILITY_OPTIONS = _options([
     click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
                  help="Append each finished case to this JSON-lines file (crash-safe); see --resume."),
@@ -210,6 +220,8 @@ def settings_from(resolved: dict[str, tuple[Any, str]], config: Config) -> RunSe
         device=v("device", "auto"), seed=v("seed", 0), clamp_fraction=v("clamp_fraction", DEFAULT_CLAMP_FRACTION),
         scale=v("scale"), input_view=v("input_view", "contiguous"), thresholds=thresholds_from(resolved, config),
         input_sets=api.parse_input_sets(sets) if sets else None,
+        group_size=v("group_size", DEFAULT_GROUP_SIZE), ue8m0=bool(v("ue8m0", False)),
+        scale_layouts=v("scale_layouts"),
     )
     return replace(settings, max_memory=parse_size(max_memory)) if max_memory else settings
 
@@ -222,6 +234,7 @@ def backends_from(resolved: dict[str, tuple[Any, str]]) -> list[Any]:
 @cli.command(epilog=EXIT_CODES_HELP)
 @OP_OPTIONS
 @CASE_OPTIONS
+@FP8_OPTIONS
 @RELIABILITY_OPTIONS
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(sorted(RENDERERS)),
               help="Report format.")
@@ -361,6 +374,7 @@ def compare(ctx: click.Context, old: Path, new: Path, regression_factor: float |
 @cli.command("config")
 @OP_OPTIONS
 @CASE_OPTIONS
+@FP8_OPTIONS
 @RELIABILITY_OPTIONS
 @click.option("--regression-factor", type=float, help="Baseline: allowed growth factor.")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
@@ -481,6 +495,7 @@ def list_backends(fmt: str) -> int:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @OP_OPTIONS
+@FP8_OPTIONS
 @click.option("--dtype", "dtypes", multiple=True, metavar="D[,D...]", help="Default: bf16.")
 @click.option("--shape", "shapes", multiple=True, metavar="SHAPE",
               help="Shapes to time (kind-specific syntax, e.g. TxD); default: the kind's bench shapes.")

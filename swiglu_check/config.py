@@ -55,6 +55,9 @@ RUN_KEYS: dict[str, str] = {
     "input_sets": "input sets (gaussian, boundary, special, heavy-tail, gelu-tail)",
     "max_memory": "memory budget of one case (e.g. 8G)",
     "isolate": "run each backend in a child process",
+    "group_size": "gated-fp8: elements per quantization group",
+    "ue8m0": "gated-fp8: power-of-two scales",
+    "scale_layouts": "gated-fp8: scale layouts (row, col, both)",
     "timeout": "per-case time limit in seconds",
 }
 THRESHOLD_KEYS: dict[str, str] = {

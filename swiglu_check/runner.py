@@ -41,6 +41,9 @@ def run_case(backend: Backend, case: Any, settings: RunSettings, cache: InputCac
     kind = get_kind(backend.kind)
     device_type = settings.device_type
     ok, why = backend.supports(case.params().get("dtype", ""), device_type, getattr(case, "op", None))
+    if ok and hasattr(kind, "skip_reason"):  # a kind's own preconditions (e.g. D % group size)
+        why = kind.skip_reason(case, backend)
+        ok = not why
     if not ok:
         return _bare_result(case, backend, SKIP, why)
     estimate = getattr(kind, "memory_estimate", None)
@@ -207,4 +210,5 @@ def describe(settings: RunSettings, backends: list[Backend]) -> dict[str, Any]:
         "inputs": asdict(settings.inputs),
         "thresholds": asdict(settings.thresholds),
         "max_memory": settings.max_memory,
+        "fp8": [asdict(spec) for spec in settings.fp8],
     }

@@ -11,6 +11,7 @@ import torch
 from .errors import InputError
 from .inputs import InputSpec
 from .ops import OpSpec, preset
+from .quant import Fp8Spec, build_fp8_specs
 
 DEFAULT_MAX_FLOOR_RATIO = 2.0
 # A case "can detect a missing clamp" when the unclamped formula's floor ratio exceeds
@@ -64,6 +65,7 @@ class RunSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     chunk_bytes: int | None = None  # memory budget of one reference chunk; None: derived
     max_memory: int | None = None  # bytes a case may need (inputs, output, reference chunks)
+    fp8: tuple[Fp8Spec, ...] = field(default_factory=build_fp8_specs)  # `gated-fp8` cases: one per spec
 
     @property
     def device_type(self) -> str:

@@ -56,6 +56,9 @@ class Kind(Protocol):
 
     def judge(self, case: Any, prepared: Any, output: Any, settings: RunSettings, backend: Any) -> CaseResult: ...
 
+    # optional: `skip_reason(case, backend) -> str`, a non-empty reason makes the case a
+    # SKIP before anything runs (a precondition of the case, e.g. D % group size)
+
 
 class InputCache:
     """Keeps the last few prepared inputs so backends of one case share them."""
@@ -80,6 +83,7 @@ class InputCache:
 
 KIND_MODULES: dict[str, str] = {
     "gated": "swiglu_check.kinds.gated",
+    "gated-fp8": "swiglu_check.kinds.gated_fp8",
 }
 
 

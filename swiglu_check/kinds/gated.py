@@ -14,6 +14,9 @@ For fp32 outputs the floor is the error of straightforward fp32 arithmetic on th
 inputs (computed here, per case) when that exceeds one rounding: fp32 math cannot be
 correctly rounded in one step, so the one-rounding floor alone would fail every real
 fp32 kernel.
+
+`ClampStats`, `decide` and `clamp_warnings` are shared with the other gated kinds
+(`gated-fp8`), so every kind judges clamp coverage and discriminative power alike.
 """
 
 from __future__ import annotations
@@ -228,11 +231,8 @@ class GatedKind:
             metrics, case.op, settings.thresholds.floor_ratio_limit(case.dtype, NAME), settings,
             clamp_exercised=case.inputs.distribution in CLAMP_EXERCISING,
         )
-        if verdict == PASS and case.op.clamped and metrics["elements"] and metrics["discriminative_power"] < settings.thresholds.weak_power:
-            warnings.append(
-                f"a missing clamp would stand out only {metrics['discriminative_power']:.1f}x over this"
-                " backend's error; raise --clamp-fraction or --scale"
-            )
+        if verdict == PASS:
+            warnings += clamp_warnings(metrics, case.op, settings)
         return result_for(case, verdict, reasons, metrics, warnings)
 
     def bench_workloads(self, backend: Any, settings: RunSettings, shapes: Any = None) -> list[Any]:
@@ -262,7 +262,7 @@ def result_for(
     return CaseResult(
         case_id=case.case_id,
         backend=case.backend,
-        kind=NAME,
+        kind=case.kind,
         params=case.params(),
         verdict=verdict,
         reasons=reasons,
@@ -278,29 +278,56 @@ def chunk_budget(input_bytes: int, override: int | None) -> int:
     return min(max(input_bytes, _MIN_CHUNK_BYTES), _MAX_CHUNK_BYTES)
 
 
+class ClampStats:
+    """Clamp coverage and discriminative power of one case, accumulated over row chunks.
+
+    `missing` judges, against the exact result, what a backend that never received the
+    limit would output (the unclamped formula, rounded or quantized the kind's way);
+    `vs_unclamped` compares the real output with the unclamped formula.
+    """
+
+    def __init__(self) -> None:
+        self.missing = ErrorAccumulator()
+        self.vs_unclamped = ErrorAccumulator()
+        self.gate_above = 0
+        self.up_outside = 0
+
+    def update(self, op: OpSpec, x: torch.Tensor, exact: torch.Tensor, unclamped: torch.Tensor,
+               output: torch.Tensor, missing_output: torch.Tensor) -> None:
+        self.missing.update(missing_output, exact)
+        self.vs_unclamped.update(output, unclamped)
+        gate, up = ref.split_gate_up(x, op.layout)
+        self.gate_above += int(torch.count_nonzero(gate > op.limit).item())
+        self.up_outside += int(torch.count_nonzero(up.abs() > op.limit).item())
+
+    def metrics(self, elements: int, rel_l2: float, floor: float) -> dict[str, Any]:
+        return dict(
+            gate_above=self.gate_above / elements if elements else 0.0,
+            up_outside=self.up_outside / elements if elements else 0.0,
+            missing_clamp_rel_l2=self.missing.rel_l2,
+            missing_clamp_ratio=ratio(self.missing.rel_l2, floor),
+            rel_l2_vs_unclamped=self.vs_unclamped.rel_l2,
+            discriminative_power=ratio(self.missing.rel_l2, rel_l2),
+        )
+
+
 def measure(op: OpSpec, x: torch.Tensor, y: torch.Tensor, chunk_bytes: int | None = None) -> dict[str, Any]:
     """All metrics of output `y` for input `x`, computed in row chunks."""
     tokens, width = y.shape
     out_dtype = y.dtype
     acc = ErrorAccumulator()
-    missing = ErrorAccumulator()  # the unclamped formula, rounded, as if it were a backend
-    vs_unclamped = ErrorAccumulator()  # this output against the unclamped formula
+    clamp = ClampStats() if op.clamped else None
     arith = ErrorAccumulator()  # fp32 arithmetic floor (fp32 outputs only)
-    gate_above = up_outside = 0
     per_row = max(width, 1) * 8 * _F64_TEMPS_PER_OUTPUT
     for start, stop in row_chunks(tokens, per_row, chunk_budget(x.numel() * x.element_size(), chunk_bytes)):
         xc, yc = x[start:stop], y[start:stop]
         exact = ref.exact(xc, op)
         ideal = exact.to(out_dtype)
         acc.update(yc, exact, ideal, offset=start * width)
-        if op.clamped:
+        if clamp is not None:
             unclamped = ref.exact(xc, op, apply_clamp=False)
-            missing.update(unclamped.to(out_dtype), exact)
-            vs_unclamped.update(yc, unclamped)
+            clamp.update(op, xc, exact, unclamped, yc, unclamped.to(out_dtype))
             del unclamped
-            gate, up = ref.split_gate_up(xc, op.layout)
-            gate_above += int(torch.count_nonzero(gate > op.limit).item())
-            up_outside += int(torch.count_nonzero(up.abs() > op.limit).item())
         if out_dtype == torch.float32:
             arith.update(ref.fused(xc, op), exact, ideal)  # the ideal's Inf/NaN status excludes overflow
         del exact, ideal
@@ -331,16 +358,19 @@ def measure(op: OpSpec, x: torch.Tensor, y: torch.Tensor, chunk_bytes: int | Non
         "worst_output": acc.worst.output,
         "worst_exact": acc.worst.exact,
     }
-    if op.clamped:
-        metrics.update(
-            gate_above=gate_above / elements if elements else 0.0,
-            up_outside=up_outside / elements if elements else 0.0,
-            missing_clamp_rel_l2=missing.rel_l2,
-            missing_clamp_ratio=ratio(missing.rel_l2, floor),
-            rel_l2_vs_unclamped=vs_unclamped.rel_l2,
-            discriminative_power=ratio(missing.rel_l2, acc.rel_l2),
-        )
+    if clamp is not None:
+        metrics.update(clamp.metrics(elements, acc.rel_l2, floor))
     return metrics
+
+
+def clamp_warnings(metrics: dict[str, Any], op: OpSpec, settings: RunSettings) -> list[str]:
+    """A warning when a missing clamp would hardly stand out over the backend's own error."""
+    if op.clamped and metrics.get("elements") and metrics["discriminative_power"] < settings.thresholds.weak_power:
+        return [
+            f"a missing clamp would stand out only {metrics['discriminative_power']:.1f}x over this"
+            " backend's error; raise --clamp-fraction or --scale"
+        ]
+    return []
 
 
 def decide(metrics: dict[str, Any], op: OpSpec, max_ratio: float, settings: RunSettings,
@@ -349,14 +379,14 @@ def decide(metrics: dict[str, Any], op: OpSpec, max_ratio: float, settings: RunS
     reasons = []
     if metrics.get("unwritten"):
         reasons.append(f"{metrics['unwritten']} output element(s) never written (they still hold the poison)")
-    if metrics["nan_hidden"]:
+    if metrics.get("nan_hidden"):
         reasons.append(
             f"hides NaN: {metrics['nan_hidden']} of {metrics['reference_nan']} outputs that are NaN in the"
             " reference (torch.clamp propagates NaN) come out as numbers, as an fminf-style clamp does"
         )
-    if metrics["nan_created"]:
+    if metrics.get("nan_created"):
         reasons.append(f"{metrics['nan_created']} NaN output(s) where the reference has a number")
-    if metrics["inf_mismatch"]:
+    if metrics.get("inf_mismatch"):
         reasons.append(f"{metrics['inf_mismatch']} Inf mismatch(es) against the reference rounded to the dtype")
     small = 0 < metrics["elements"] < MIN_ELEMENTS
     if metrics["floor_ratio"] > (max_ratio * GLARING if small else max_ratio):
@@ -406,31 +436,38 @@ BENCH_SHAPES = (
 BENCH_REFERENCE = "torch-compile"
 
 
+def bench_inputs(tokens: int, width: int, dtype: str, op: OpSpec, settings: RunSettings) -> list[torch.Tensor]:
+    """Rotated `[T, 2D]` input sets for timing: enough of them to exceed the L2 cache."""
+    from ..bench import rotation_sets
+
+    torch_dtype = dt.to_torch(dtype)
+    sets = rotation_sets(tokens * 2 * width * torch_dtype.itemsize)
+    scale = resolve_scale(settings.inputs, op.limit)
+    generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
+    return [
+        (torch.randn((tokens, 2 * width), device=settings.device, generator=generator) * scale).to(torch_dtype)
+        for _ in range(sets)
+    ]
+
+
 def gated_bench_workloads(backend: Any, settings: RunSettings, shapes: Any = None) -> list[Any]:
     """One workload per op, dtype and shape: bytes = input read + output written."""
-    from ..bench import Workload, rotation_sets
+    from ..bench import Workload
 
     workloads = []
     for op in settings.ops():
         for dtype in settings.dtypes:
-            torch_dtype = dt.to_torch(dtype)
             if not backend.supports(dtype, settings.device_type, op)[0]:
                 continue
             for tokens, width in shapes or BENCH_SHAPES:
-                size = torch_dtype.itemsize
-                sets = rotation_sets(tokens * 2 * width * size)
-                scale = resolve_scale(settings.inputs, op.limit)
-                generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
-                xs = [
-                    (torch.randn((tokens, 2 * width), device=settings.device, generator=generator) * scale).to(torch_dtype)
-                    for _ in range(sets)
-                ]
+                size = dt.to_torch(dtype).itemsize
+                xs = bench_inputs(tokens, width, dtype, op, settings)
                 workloads.append(Workload(
                     backend=backend.name,
                     label=f"{dtype} {tokens}x{width} L{limit_text(op.limit)}",
                     call=lambda i, xs=xs, op=op: backend.call(xs[i], op),
                     bytes_moved=3 * tokens * width * size,
-                    sets=sets,
+                    sets=len(xs),
                     group=f"{op.label}/{dtype}/L{limit_text(op.limit)}/{tokens}x{width}",
                     reference=backend.name == BENCH_REFERENCE,
                     params={"op": op.label, "limit": op.limit, "dtype": dtype, "shape": [tokens, width]},
