@@ -1,0 +1,142 @@
+"""GPU-side helpers of scripts/gpu.d/30-cuda.sh (the CUDA C++ backend's part).
+
+    python3 scripts/cuda_gpu.py build                 # build or load the extension, timed
+    python3 scripts/cuda_gpu.py matrix OUT.json       # every preset x layout x input view
+    python3 scripts/cuda_gpu.py targets BENCH.json    # the issue's speed targets, checked
+    python3 scripts/cuda_gpu.py grid OUT.json         # a block per row vs a persistent grid
+
+Each prints a short table; `matrix` and `targets` exit 1 when something misses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+
+TARGET_SHAPES = [(t, d) for t in (1024, 16384) for d in (2048, 7168, 18432)]
+MIN_PCT_COPY = 90.0
+MAX_SLOWER_THAN_TRITON = 1.05
+MATRIX_LIMITS = ["7", "10", "none"]
+MATRIX_DTYPES = ["bf16", "fp16", "fp32"]
+# aligned (16-byte path), odd width D = 13831 (scalar path), a larger aligned one
+CONTIGUOUS_SHAPES = ["1024x4096", "257x13831", "1024x7168"]
+SLICE_SHAPES = ["257x13831", "1024x4096"]  # column-slice: misaligned by one element, strided rows
+
+
+def _shape(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def build() -> int:
+    from swiglu_check.kernels.cuda import build as cuda_build
+
+    start = time.perf_counter()
+    path = cuda_build.ensure_loaded()
+    print(f"loaded {path} after {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def matrix(out_path: str) -> int:
+    from swiglu_check import api
+    from swiglu_check.ops import LAYOUTS, PRESETS
+
+    rows, everything = [], []
+    for name in PRESETS:
+        for layout in LAYOUTS:
+            for view, shapes in (("contiguous", CONTIGUOUS_SHAPES), ("column-slice", SLICE_SHAPES)):
+                report = api.check("cuda", op=name, layout=layout, limits=MATRIX_LIMITS, dtypes=MATRIX_DTYPES,
+                                   shapes=shapes, device="cuda", input_view=view)
+                verdicts = Counter(r.verdict for r in report.results)
+                worst = {}
+                for r in report.results:
+                    ratio = r.metrics.get("floor_ratio")
+                    if ratio is not None:
+                        worst[r.params["dtype"]] = max(worst.get(r.params["dtype"], 0.0), ratio)
+                rows.append((name, layout, view, dict(verdicts), worst))
+                everything += [r.to_dict() for r in report.results]
+                for r in report.results:
+                    if r.verdict != "PASS":
+                        print(f"  {r.verdict} {r.case_id}: {'; '.join(r.reasons)}")
+    with open(out_path, "w") as handle:
+        json.dump(everything, handle, indent=1, default=str)
+    total = Counter()
+    print(f"cuda run matrix: limits {','.join(MATRIX_LIMITS)} x dtypes {','.join(MATRIX_DTYPES)}"
+          f" x shapes {' '.join(CONTIGUOUS_SHAPES)} (contiguous) / {' '.join(SLICE_SHAPES)} (column-slice)")
+    print(f"{'op':<12} {'layout':<12} {'view':<13} {'verdicts':<22} worst floor ratio (bf16 fp16 fp32)")
+    for name, layout, view, verdicts, worst in rows:
+        total.update(verdicts)
+        text = " ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
+        ratios = " ".join(f"{worst.get(d, float('nan')):.3f}" for d in MATRIX_DTYPES)
+        print(f"{name:<12} {layout:<12} {view:<13} {text:<22} {ratios}")
+    print("total:", " ".join(f"{k} {v}" for k, v in sorted(total.items())))
+    return 0 if set(total) == {"PASS"} else 1
+
+
+def targets(bench_path: str) -> int:
+    data = json.load(open(bench_path))
+    copy = data["copy_gb_per_s"]
+    by = {(t["backend"], tuple(t["params"]["shape"])): t for t in data["timings"] if not t.get("error")}
+    print(f"speed targets (bf16, copy {copy:.0f} GB/s): cuda >= {MIN_PCT_COPY:.0f}% of copy and"
+          f" <= {MAX_SLOWER_THAN_TRITON:.2f}x the triton time")
+    print(f"{'shape':<12} {'cuda us':>9} {'cuda GB/s':>10} {'% copy':>7} {'triton us':>10} {'cuda/triton':>12}  verdict")
+    missed = 0
+    for shape in TARGET_SHAPES:
+        mine, triton = by.get(("cuda", shape)), by.get(("triton", shape))
+        if mine is None:
+            print(f"{_shape(shape):<12} no cuda timing  MISS")
+            missed += 1
+            continue
+        ok = mine["pct_copy"] >= MIN_PCT_COPY
+        versus = "-"
+        if triton is not None:
+            relative = mine["median_us"] / triton["median_us"]
+            versus = f"{relative:.3f}"
+            ok = ok and relative <= MAX_SLOWER_THAN_TRITON
+        missed += not ok
+        print(f"{_shape(shape):<12} {mine['median_us']:>9.1f} {mine['gb_per_s']:>10.0f} {mine['pct_copy']:>7.1f}"
+              f" {triton['median_us'] if triton else float('nan'):>10.1f} {versus:>12}  {'ok' if ok else 'MISS'}")
+    if not any(backend == "triton" for backend, _ in by):
+        print("(no triton timings in this run: only the copy-bandwidth target was checked)")
+    return 1 if missed else 0
+
+
+def grid(out_path: str) -> int:
+    """The same kernel with a block per row (the default) and with a persistent grid."""
+    from swiglu_check import api, bench
+    from swiglu_check.backends import Backend
+    from swiglu_check.kernels import cuda as cuda_kernels
+    from swiglu_check.kinds.gated import gated_bench_workloads
+
+    def variant(name: str, max_blocks: int) -> Backend:
+        return Backend(name=name, kind="gated", devices=("cuda",),
+                       call=lambda x, op: cuda_kernels.act_and_mul_variant(x, op, max_blocks=max_blocks))
+
+    settings = api.build_settings(op="deepseek-v4", dtypes=["bf16"], device="cuda")
+    copy = bench.copy_bandwidth(settings.device)
+    workloads = []
+    for backend in (variant("block-per-row", 0), variant("persistent", -1)):
+        workloads += gated_bench_workloads(backend, settings, TARGET_SHAPES)
+    timings = bench.measure(workloads, copy)
+    print(f"grid choice (bf16 deepseek-v4 L10, copy {copy / 1e9:.0f} GB/s): % of copy")
+    print(f"{'shape':<12} {'block-per-row':>14} {'persistent':>11}")
+    for shape in TARGET_SHAPES:
+        cells = [next((t.pct_copy for t in timings if t.backend == b and tuple(t.params['shape']) == shape), float('nan'))
+                 for b in ("block-per-row", "persistent")]
+        print(f"{_shape(shape):<12} {cells[0]:>14.1f} {cells[1]:>11.1f}")
+    with open(out_path, "w") as handle:
+        json.dump([t.to_dict() for t in timings], handle, indent=1, default=str)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"build": build, "matrix": matrix, "targets": targets, "grid": grid}
+    if not argv or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[argv[0]](*argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
