@@ -146,6 +146,7 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
   p.limit = limit.has_value() ? static_cast<float>(*limit) : 0.0f;
   p.width = x.size(-1) / 2;
   p.rows = p.width > 0 ? out.numel() / p.width : 0;
+  if (p.rows == 0 || p.width == 0) return out;
   p.x_row_stride = row_stride(x, "x");
   p.out_row_stride = row_stride(out, "out");
   p.max_blocks = static_cast<int>(std::max<int64_t>(std::min<int64_t>(max_blocks, 1 << 30), -1));
@@ -165,7 +166,6 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
       break;
     case Fault::kIgnoreRowStride: p.x_row_stride = 2 * p.width; break;
   }
-  if (p.rows == 0 || p.width == 0) return out;
 
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
