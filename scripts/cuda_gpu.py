@@ -3,7 +3,7 @@
     python3 scripts/cuda_gpu.py build                 # build or load the extension, timed
     python3 scripts/cuda_gpu.py matrix OUT.json       # every preset x layout x input view
     python3 scripts/cuda_gpu.py targets BENCH.json    # the issue's speed targets, checked
-    python3 scripts/cuda_gpu.py grid OUT.json         # a block per row vs a persistent grid
+    python3 scripts/cuda_gpu.py grid OUT.json         # block per row vs persistent grid; graph and host times
 
 Each prints a short table; `matrix` and `targets` exit 1 when something misses.
 """
@@ -102,10 +102,54 @@ def targets(bench_path: str) -> int:
     return 1 if missed else 0
 
 
+def graph_us(call, sets: int, reps: int = 20) -> float:
+    """Median GPU time of one call, from replays of a CUDA graph of one call per input set
+    (no host launch cost in it, unlike the per-call events of `bench`)."""
+    import statistics
+
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for i in range(sets):
+            call(i)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(sets):
+            call(i)
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / sets)
+    return statistics.median(times)
+
+
+def host_us(call, sets: int, calls: int = 300) -> float:
+    """Host time per call when the host cannot wait on the GPU (launch cost)."""
+    import torch
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(calls):
+        call(i % sets)
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
 def grid(out_path: str) -> int:
-    """The same kernel with a block per row (the default) and with a persistent grid."""
+    """A block per row (the default) vs a persistent grid; per-call events as `bench`
+    times them, CUDA-graph replays (the kernel alone), and the host's time per call."""
     from swiglu_check import api, bench
-    from swiglu_check.backends import Backend
+    from swiglu_check.backends import REGISTRY, Backend
     from swiglu_check.kernels import cuda as cuda_kernels
     from swiglu_check.kinds.gated import gated_bench_workloads
 
@@ -115,18 +159,24 @@ def grid(out_path: str) -> int:
 
     settings = api.build_settings(op="deepseek-v4", dtypes=["bf16"], device="cuda")
     copy = bench.copy_bandwidth(settings.device)
+    backends = [REGISTRY.get("cuda"), variant("block-per-row", 0), variant("persistent", -1)]
     workloads = []
-    for backend in (variant("block-per-row", 0), variant("persistent", -1)):
+    for backend in backends:
         workloads += gated_bench_workloads(backend, settings, TARGET_SHAPES)
     timings = bench.measure(workloads, copy)
-    print(f"grid choice (bf16 deepseek-v4 L10, copy {copy / 1e9:.0f} GB/s): % of copy")
-    print(f"{'shape':<12} {'block-per-row':>14} {'persistent':>11}")
-    for shape in TARGET_SHAPES:
-        cells = [next((t.pct_copy for t in timings if t.backend == b and tuple(t.params['shape']) == shape), float('nan'))
-                 for b in ("block-per-row", "persistent")]
-        print(f"{_shape(shape):<12} {cells[0]:>14.1f} {cells[1]:>11.1f}")
+    rows = []
+    for workload, timing in zip(workloads, timings):
+        graph = graph_us(workload.call, workload.sets)
+        rows.append(dict(timing.to_dict(), graph_us=graph, graph_pct_copy=100.0 * workload.bytes_moved / (graph * 1e-6) / copy,
+                         host_us=host_us(workload.call, workload.sets)))
+    print(f"cuda kernel timing (bf16 deepseek-v4 L10, copy {copy / 1e9:.0f} GB/s): per-call events as bench does /"
+          " CUDA-graph replay (kernel alone) / host us per call")
+    print(f"{'shape':<12} {'backend':<14} {'event us':>9} {'% copy':>7} {'graph us':>9} {'% copy':>7} {'host us':>8}")
+    for row in rows:
+        print(f"{_shape(tuple(row['params']['shape'])):<12} {row['backend']:<14} {row['median_us']:>9.1f}"
+              f" {row['pct_copy']:>7.1f} {row['graph_us']:>9.1f} {row['graph_pct_copy']:>7.1f} {row['host_us']:>8.1f}")
     with open(out_path, "w") as handle:
-        json.dump([t.to_dict() for t in timings], handle, indent=1, default=str)
+        json.dump(rows, handle, indent=1, default=str)
     return 0
 
 
