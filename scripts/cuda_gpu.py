@@ -3,7 +3,8 @@
     python3 scripts/cuda_gpu.py build                 # build or load the extension, timed
     python3 scripts/cuda_gpu.py matrix OUT.json       # every preset x layout x input view
     python3 scripts/cuda_gpu.py targets BENCH.json    # the issue's speed targets, checked
-    python3 scripts/cuda_gpu.py grid OUT.json         # block per row vs persistent grid; graph and host times
+    python3 scripts/cuda_gpu.py grid OUT.json         # grid choices; CUDA-graph, per-call and host times
+    python3 scripts/cuda_gpu.py errors                # every bad-argument call, one line each
 
 Each prints a short table; `matrix` and `targets` exit 1 when something misses.
 """
@@ -145,43 +146,110 @@ def host_us(call, sets: int, calls: int = 300) -> float:
     return elapsed / calls * 1e6
 
 
+def copy_graph_us(bytes_moved: int, sets: int) -> float:
+    """A device copy moving the same bytes (read + write), timed like the kernel."""
+    import torch
+
+    elements = bytes_moved // 2 // 2  # bf16: half the bytes are read, half written
+    sources = [torch.empty(elements, dtype=torch.bfloat16, device="cuda").normal_() for _ in range(sets)]
+    targets = [torch.empty_like(src) for src in sources]
+    return graph_us(lambda i: targets[i].copy_(sources[i]), sets)
+
+
 def grid(out_path: str) -> int:
-    """A block per row (the default) vs a persistent grid; per-call events as `bench`
-    times them, CUDA-graph replays (the kernel alone), and the host's time per call."""
+    """Grid choices of the same kernel, each timed three ways: per-call CUDA events (as
+    `bench` does), replays of a CUDA graph (the kernel alone), and the host's time per
+    call; beside a copy of the same size timed by graph too."""
     from swiglu_check import api, bench
     from swiglu_check.backends import REGISTRY, Backend
     from swiglu_check.kernels import cuda as cuda_kernels
     from swiglu_check.kinds.gated import gated_bench_workloads
 
-    def variant(name: str, max_blocks: int) -> Backend:
+    def variant(name: str, **grid_args: int) -> Backend:
         return Backend(name=name, kind="gated", devices=("cuda",),
-                       call=lambda x, op: cuda_kernels.act_and_mul_variant(x, op, max_blocks=max_blocks))
+                       call=lambda x, op: cuda_kernels.act_and_mul_variant(x, op, **grid_args))
 
     settings = api.build_settings(op="deepseek-v4", dtypes=["bf16"], device="cuda")
     copy = bench.copy_bandwidth(settings.device)
-    backends = [REGISTRY.get("cuda"), variant("block-per-row", 0), variant("persistent", -1)]
+    backends = [REGISTRY.get("cuda"), variant("block-per-row", items_per_block=1 << 30),
+                variant("512-per-block", items_per_block=512)]
     workloads = []
     for backend in backends:
         workloads += gated_bench_workloads(backend, settings, TARGET_SHAPES)
     timings = bench.measure(workloads, copy)
+    copies = {}
     rows = []
     for workload, timing in zip(workloads, timings):
+        shape = tuple(timing.params["shape"])
+        if shape not in copies:
+            copies[shape] = copy_graph_us(workload.bytes_moved, workload.sets)
         graph = graph_us(workload.call, workload.sets)
-        rows.append(dict(timing.to_dict(), graph_us=graph, graph_pct_copy=100.0 * workload.bytes_moved / (graph * 1e-6) / copy,
+        rows.append(dict(timing.to_dict(), graph_us=graph, copy_graph_us=copies[shape],
+                         graph_pct_copy=100.0 * workload.bytes_moved / (graph * 1e-6) / copy,
                          host_us=host_us(workload.call, workload.sets)))
-    print(f"cuda kernel timing (bf16 deepseek-v4 L10, copy {copy / 1e9:.0f} GB/s): per-call events as bench does /"
-          " CUDA-graph replay (kernel alone) / host us per call")
-    print(f"{'shape':<12} {'backend':<14} {'event us':>9} {'% copy':>7} {'graph us':>9} {'% copy':>7} {'host us':>8}")
+    print(f"cuda kernel timing (bf16 deepseek-v4 L10; copy {copy / 1e9:.0f} GB/s on 1 GiB): per-call events"
+          " as bench does | CUDA-graph replay (kernel alone) | same-size copy by graph | host us per call")
+    print(f"{'shape':<12} {'variant':<14} {'event us':>9} {'% copy':>7} {'graph us':>9} {'% copy':>7}"
+          f" {'copy us':>8} {'% same-size copy':>17} {'host us':>8}")
     for row in rows:
         print(f"{_shape(tuple(row['params']['shape'])):<12} {row['backend']:<14} {row['median_us']:>9.1f}"
-              f" {row['pct_copy']:>7.1f} {row['graph_us']:>9.1f} {row['graph_pct_copy']:>7.1f} {row['host_us']:>8.1f}")
+              f" {row['pct_copy']:>7.1f} {row['graph_us']:>9.1f} {row['graph_pct_copy']:>7.1f}"
+              f" {row['copy_graph_us']:>8.1f} {100.0 * row['copy_graph_us'] / row['graph_us']:>17.1f}"
+              f" {row['host_us']:>8.1f}")
     with open(out_path, "w") as handle:
         json.dump(rows, handle, indent=1, default=str)
     return 0
 
 
+def errors() -> int:
+    """Each bad-argument call of the GPU tests, in their order, printing before each one
+    (the first H100 run died with SIGSEGV in one of them inside pytest)."""
+    import torch
+
+    from swiglu_check.kernels import cuda as cuda_kernels
+    from swiglu_check.ops import preset
+
+    def bf16(*shape, dtype=torch.bfloat16):
+        return torch.randn(shape, device="cuda").to(dtype)
+
+    op = preset("deepseek-v4")
+    cases = [
+        ("cpu x", lambda: (torch.randn(4, 16), None)),
+        ("float64 x", lambda: (bf16(4, 16, dtype=torch.float64), None)),
+        ("odd last dim", lambda: (bf16(4, 15), None)),
+        ("last-dim stride 2", lambda: (bf16(4, 32)[:, ::2], None)),
+        ("out shape", lambda: (bf16(4, 16), bf16(4, 7))),
+        ("out dtype", lambda: (bf16(4, 16), bf16(4, 8, dtype=torch.float16))),
+        ("out on cpu", lambda: (bf16(4, 16), torch.empty(4, 8, dtype=torch.bfloat16))),
+        ("out last-dim stride", lambda: (bf16(4, 16), bf16(4, 16)[:, ::2])),
+        ("out expanded", lambda: (bf16(4, 16), bf16(1, 8).expand(4, 8))),
+        ("transposed x", lambda: (bf16(4, 6, 16).transpose(0, 1), None)),
+    ]
+    for name, make in cases:
+        print(f"{name}: ", end="", flush=True)
+        x, out = make()
+        try:
+            cuda_kernels.act_and_mul(x, op, out=out)
+            print("no error raised")
+        except RuntimeError as exc:
+            print(str(exc).splitlines()[0])
+    x = bf16(8, 32)
+    for name, args in [("odd, functional, direct", (bf16(4, 15),)), ("overlap", (x,))]:
+        print(f"{name}: ", end="", flush=True)
+        try:
+            if name == "overlap":
+                torch.ops.swiglu_check.act_and_mul.out(x, "silu", 1.0, 0.0, None, "halves", "pre",
+                                                       out=x.view(-1)[:128].view(8, 16))
+            else:
+                torch.ops.swiglu_check.act_and_mul(*args)
+            print("no error raised")
+        except RuntimeError as exc:
+            print(str(exc).splitlines()[0])
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"build": build, "matrix": matrix, "targets": targets, "grid": grid}
+    commands = {"build": build, "matrix": matrix, "targets": targets, "grid": grid, "errors": errors}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

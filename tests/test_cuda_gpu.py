@@ -18,7 +18,9 @@ from swiglu_check.references import gated as ref
 pytestmark = pytest.mark.gpu
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-SHAPES = [(64, 512), (33, 1031), (5, 8)]  # aligned (vector path), odd width (scalar), tiny
+# aligned (vector path) and odd width (scalar path). Tiny shapes are left to the bit-for-bit
+# test: a floor ratio over a few dozen values is noise, not a verdict.
+SHAPES = [(64, 512), (33, 1031)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,17 +56,23 @@ def test_every_activation_and_clamp_mode_passes_with_alpha_and_beta(activation: 
 
 @pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_vector_scalar_and_grid_variants_agree_bit_for_bit(dtype: torch.dtype, layout: str) -> None:
-    """The 16-byte path, the scalar path (same values, misaligned) and the persistent
-    grid do the same fp32 math, so they round to identical outputs."""
+@pytest.mark.parametrize("shape", [(300, 2048), (5, 8), (7, 24), (2, 18432)])
+def test_vector_scalar_and_grid_variants_agree_bit_for_bit(dtype: torch.dtype, layout: str, shape) -> None:
+    """The 16-byte path, the scalar path (same values, misaligned) and every grid do the
+    same fp32 math, so they round to identical outputs."""
     op = OpSpec(limit=7.0, layout=layout, alpha=1.702, beta=1.0)
-    x = _x(300, 2048, dtype)
+    x = _x(*shape, dtype)
+    sliced = as_view(x, "column-slice")
     vector = cuda_kernels.act_and_mul(x, op)
-    scalar = cuda_kernels.act_and_mul(as_view(x, "column-slice"), op)
-    persistent = cuda_kernels.act_and_mul_variant(x, op, max_blocks=-1)
-    few_blocks = cuda_kernels.act_and_mul_variant(as_view(x, "column-slice"), op, max_blocks=7)
-    for other in (scalar, persistent, few_blocks):
-        assert torch.equal(vector.view(torch.int8), other.contiguous().view(torch.int8))
+    others = {
+        "scalar": cuda_kernels.act_and_mul(sliced, op),
+        "block per row": cuda_kernels.act_and_mul_variant(x, op, items_per_block=1 << 30),
+        "32 per block": cuda_kernels.act_and_mul_variant(x, op, items_per_block=32),
+        "persistent": cuda_kernels.act_and_mul_variant(x, op, max_blocks=-1),
+        "scalar, 7 blocks": cuda_kernels.act_and_mul_variant(sliced, op, max_blocks=7, items_per_block=100),
+    }
+    for name, other in others.items():
+        assert torch.equal(vector.view(torch.int8), other.view(torch.int8)), name
 
 
 def _with_nans(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,14 +51,18 @@ def _functional():
     return _functional_op
 
 
-def act_and_mul_variant(x: torch.Tensor, op: OpSpec, *, max_blocks: int = 0, fault: str = "none",
-                        out: torch.Tensor | None = None) -> torch.Tensor:
-    """The same kernel with a chosen grid (0: a block per row; > 0: at most that many blocks;
-    < 0: a persistent grid) or a planted fault (see FAULTS); for tuning and tests."""
+def act_and_mul_variant(x: torch.Tensor, op: OpSpec, *, max_blocks: int = 0, items_per_block: int = 0,
+                        fault: str = "none", out: torch.Tensor | None = None) -> torch.Tensor:
+    """The same kernel with a chosen grid or a planted fault (see FAULTS); for tuning and tests.
+
+    `items_per_block`: 16-byte vectors (or elements, on the scalar path) of a row per block
+    (0: the default, 256; a huge value: one block per row). `max_blocks`: blocks along the
+    rows (0: one per row; > 0: at most that many; < 0: a persistent grid)."""
     ensure_loaded()
     if out is None:
         out = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
-    return torch.ops.swiglu_check._act_and_mul_variant(x, *_args(op), int(max_blocks), fault, out=out)
+    return torch.ops.swiglu_check._act_and_mul_variant(x, *_args(op), int(max_blocks), int(items_per_block), fault,
+                                                       out=out)
 
 
 def availability() -> tuple[bool, str]:

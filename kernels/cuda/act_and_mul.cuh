@@ -9,6 +9,9 @@
 // fp16 values, 4 fp32 values). Otherwise (odd widths, a column slice whose data pointer is
 // one element off) the same kernel takes a scalar path, still coalesced across the warp.
 //
+// Grid: gridDim.x runs over rows (a block loops when there are more rows than blocks),
+// gridDim.y over chunks of a row of at most items_per_block work items each.
+//
 // NaN: the clamps are written as comparisons, so a NaN gate or up stays NaN as with
 // torch.clamp. fminf/fmaxf would return the limit instead and hide it.
 #pragma once
@@ -173,7 +176,7 @@ __device__ __forceinline__ void store16(T* ptr, const uint4& value) {
 
 template <typename T, Activation kAct, ClampMode kClamp, Layout kLayout, bool kPropagateNan>
 __global__ void __launch_bounds__(kMaxThreads)
-    act_and_mul_kernel(const ActAndMulParams p, const bool vectorized) {
+    act_and_mul_kernel(const ActAndMulParams p, const bool vectorized, const int chunk) {
   using Cvt = Convert<T>;
   using Vec = Vec16<T>;
   constexpr int kVec = Vec::kSize;
@@ -183,12 +186,16 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int width = static_cast<int>(p.width);  // the host guarantees 2 * width < 2^31
   const float alpha = p.alpha, beta = p.beta, limit = p.limit;
 
+  // This block covers work items [first, last) of its rows: `chunk` of them per block
+  // along gridDim.y (vectors on the 16-byte path, elements on the scalar path).
+  const int items = vectorized ? width / kVec : width;
+  const int first = static_cast<int>(blockIdx.y) * chunk;
+  const int last = min(items, first + chunk);
   for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
     const T* __restrict__ x_row = x + row * p.x_row_stride;
     T* __restrict__ out_row = out + row * p.out_row_stride;
     if (vectorized) {
-      const int vectors = width / kVec;
-      for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+      for (int v = first + threadIdx.x; v < last; v += blockDim.x) {
         float gate[kVec], up[kVec], res[kVec];
         if constexpr (kLayout == Layout::kHalves) {
           Vec::unpack(load16(x_row + v * kVec), gate);
@@ -211,7 +218,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         store16(out_row + v * kVec, Vec::pack(res));
       }
     } else {
-      for (int j = threadIdx.x; j < width; j += blockDim.x) {
+      for (int j = first + threadIdx.x; j < last; j += blockDim.x) {
         const int gate_at = kLayout == Layout::kHalves ? j : 2 * j;
         const int up_at = kLayout == Layout::kHalves ? width + j : 2 * j + 1;
         out_row[j] = Cvt::from_float(gated<kAct, kClamp, kPropagateNan>(
@@ -221,8 +228,8 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-// Threads per block: enough to cover a row's work items (vectors or elements) in as few
-// equal passes as possible, a multiple of the warp size, at most kMaxThreads.
+// Threads per block: enough to cover a block's work items in as few equal passes as
+// possible, a multiple of the warp size, at most kMaxThreads.
 inline int threads_for(int64_t items) {
   const int64_t passes = (items + kMaxThreads - 1) / kMaxThreads;
   int64_t threads = passes > 0 ? (items + passes - 1) / passes : 1;
@@ -237,7 +244,15 @@ cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
   }
   const auto kernel = act_and_mul_kernel<T, kAct, kClamp, kLayout, kPropagateNan>;
   const bool vectorized = can_vectorize(p, sizeof(T));
-  const int threads = threads_for(vectorized ? p.width / vector_elements(sizeof(T)) : p.width);
+  const int64_t items = vectorized ? p.width / vector_elements(sizeof(T)) : p.width;
+  // Split each row into equal chunks of at most items_per_block items (at most 65535 of
+  // them, the gridDim.y limit); a block's threads cover its chunk in as few passes as can be.
+  constexpr int64_t kMaxChunks = 65535;
+  int64_t per_block = p.items_per_block > 0 ? p.items_per_block : kDefaultItemsPerBlock;
+  int64_t chunks = (items + per_block - 1) / per_block;
+  chunks = chunks < kMaxChunks ? chunks : kMaxChunks;
+  const int64_t chunk = (items + chunks - 1) / chunks;
+  const int threads = threads_for(chunk);
   int64_t blocks = p.rows;
   if (p.max_blocks > 0) {
     blocks = p.rows < p.max_blocks ? p.rows : p.max_blocks;
@@ -248,11 +263,13 @@ cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
     if (err == cudaSuccess) err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0);
     if (err != cudaSuccess) return err;
     const int64_t resident = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
-    blocks = p.rows < resident ? p.rows : resident;
+    const int64_t along_rows = resident / chunks > 0 ? resident / chunks : 1;
+    blocks = p.rows < along_rows ? p.rows : along_rows;
   }
   constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x limit; the row loop covers the rest
   blocks = blocks < kMaxGrid ? blocks : kMaxGrid;
-  kernel<<<static_cast<unsigned int>(blocks), threads, 0, stream>>>(p, vectorized);
+  const dim3 grid(static_cast<unsigned int>(blocks), static_cast<unsigned int>(chunks));
+  kernel<<<grid, threads, 0, stream>>>(p, vectorized, static_cast<int>(chunk));
   return cudaGetLastError();
 }
 

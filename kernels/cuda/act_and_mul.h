@@ -11,6 +11,11 @@ namespace swiglu_check {
 
 enum class Activation : int { kSilu = 0, kGelu = 1, kGeluTanh = 2 };
 
+// 256 vectors of 16 bytes: one per thread of a 256-thread block. Measured on an H100
+// (bf16, 1024 rows): D = 18432 reached 89% of the copy bandwidth with one block looping
+// over a whole row, against 97% for many short blocks (16384 x 2048).
+constexpr int kDefaultItemsPerBlock = 256;
+
 // kPre:  gate = min(gate, L), up = clamp(up, -L, L), then act(gate) * (up + beta).
 // kPost: up = clamp(up, -L, L), a = min(act(gate), L), then a * (up + beta).
 enum class ClampMode : int { kNone = 0, kPre = 1, kPost = 2 };
@@ -31,8 +36,12 @@ struct ActAndMulParams {
   Activation activation = Activation::kSilu;
   ClampMode clamp = ClampMode::kNone;
   Layout layout = Layout::kHalves;
-  // 0: one thread block per row. > 0: at most this many blocks, each looping over rows.
-  // < 0: a persistent grid of as many blocks as fit on the device at once.
+  // Work items (16-byte vectors, or elements on the scalar path) of one row per thread
+  // block; a row longer than that is split over several blocks (gridDim.y). <= 0: the
+  // default, kDefaultItemsPerBlock.
+  int items_per_block = 0;
+  // Blocks along the rows (gridDim.x). 0: one per row. > 0: at most this many, each
+  // looping over rows. < 0: as many as fit on the device at once (a persistent grid).
   int max_blocks = 0;
   // false only for a planted-bug variant used by the tests: the clamp written with
   // fminf/fmaxf, which turns a NaN input into +-L (silu with the pre clamp only).

@@ -3,7 +3,7 @@
 //   act_and_mul(Tensor x, str activation="silu", float alpha=1., float beta=0.,
 //               float? limit=None, str layout="halves", str clamp="pre") -> Tensor
 //   act_and_mul.out(..., *, Tensor(a!) out) -> Tensor(a!)
-//   _act_and_mul_variant(..., int max_blocks, str fault, *, Tensor(a!) out) -> Tensor(a!)
+//   _act_and_mul_variant(..., int max_blocks, int items_per_block, str fault, *, Tensor(a!) out)
 //
 // x is [..., 2D] in fp32, fp16 or bf16 on a CUDA device; out is [..., D] of the same dtype.
 // The last dimension must be contiguous; the rows may be strided (a column slice of a
@@ -11,9 +11,9 @@
 // that is not 16-byte aligned selects the scalar path). The kernels run on the current
 // CUDA stream of x's device.
 //
-// `_act_and_mul_variant` exists for tuning and tests: `max_blocks` picks the grid (0: a
-// block per row; > 0: at most that many blocks; < 0: a persistent grid), and `fault`
-// plants a known bug so the tests can show that the tool catches it.
+// `_act_and_mul_variant` exists for tuning and tests: `max_blocks` and `items_per_block`
+// pick the grid (see ActAndMulParams; 0 and 0 are the defaults), and `fault` plants a
+// known bug so the tests can show that the tool catches it.
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 #include <c10/cuda/CUDAStream.h>
@@ -131,7 +131,7 @@ Fault parse_fault(c10::string_view name) {
 
 at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                 const std::optional<double>& limit, c10::string_view layout, c10::string_view clamp, int64_t max_blocks,
-                Fault fault, at::Tensor& out) {
+                int64_t items_per_block, Fault fault, at::Tensor& out) {
   check_input(x);
   check_output(x, out);
   TORCH_CHECK(std::isfinite(alpha) && std::isfinite(beta), "act_and_mul: alpha and beta must be finite, got ", alpha,
@@ -150,6 +150,7 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
   p.x_row_stride = row_stride(x, "x");
   p.out_row_stride = row_stride(out, "out");
   p.max_blocks = static_cast<int>(std::max<int64_t>(std::min<int64_t>(max_blocks, 1 << 30), -1));
+  p.items_per_block = static_cast<int>(std::max<int64_t>(std::min<int64_t>(items_per_block, 1 << 30), 0));
   p.x = x.data_ptr();
   p.out = out.data_ptr();
 
@@ -183,7 +184,7 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
 at::Tensor& act_and_mul_out(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                             std::optional<double> limit, c10::string_view layout, c10::string_view clamp,
                             at::Tensor& out) {
-  return run(x, activation, alpha, beta, limit, layout, clamp, 0, Fault::kNone, out);
+  return run(x, activation, alpha, beta, limit, layout, clamp, 0, 0, Fault::kNone, out);
 }
 
 at::Tensor act_and_mul(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
@@ -192,14 +193,15 @@ at::Tensor act_and_mul(const at::Tensor& x, c10::string_view activation, double 
   auto shape = x.sizes().vec();
   shape.back() /= 2;
   at::Tensor out = at::empty(shape, x.options());
-  run(x, activation, alpha, beta, limit, layout, clamp, 0, Fault::kNone, out);
+  run(x, activation, alpha, beta, limit, layout, clamp, 0, 0, Fault::kNone, out);
   return out;
 }
 
 at::Tensor& act_and_mul_variant(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                                 std::optional<double> limit, c10::string_view layout, c10::string_view clamp,
-                                int64_t max_blocks, c10::string_view fault, at::Tensor& out) {
-  return run(x, activation, alpha, beta, limit, layout, clamp, max_blocks, parse_fault(fault), out);
+                                int64_t max_blocks, int64_t items_per_block, c10::string_view fault,
+                                at::Tensor& out) {
+  return run(x, activation, alpha, beta, limit, layout, clamp, max_blocks, items_per_block, parse_fault(fault), out);
 }
 
 }  // namespace
@@ -215,7 +217,7 @@ TORCH_LIBRARY_FRAGMENT(swiglu_check, m) {
       "str layout=\"halves\", str clamp=\"pre\", *, Tensor(a!) out) -> Tensor(a!)");
   m.def(
       "_act_and_mul_variant(Tensor x, str activation, float alpha, float beta, float? limit, str layout, "
-      "str clamp, int max_blocks, str fault, *, Tensor(a!) out) -> Tensor(a!)");
+      "str clamp, int max_blocks, int items_per_block, str fault, *, Tensor(a!) out) -> Tensor(a!)");
 }
 
 // CUDA is the only real implementation. The CPU entries exist so a CPU tensor gets the
