@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import json
 import threading
 import time
@@ -158,3 +159,51 @@ def test_a_failed_build_is_remembered_and_reported_by_availability(monkeypatch) 
     assert calls == [1]
     ok, why = cuda_kernels.availability()
     assert not ok and "full log" in why
+
+
+def _top_level_args(text: str, start: int) -> tuple[list[str], int]:
+    """The comma-separated arguments of the call whose '(' is at `start`."""
+    args, depth, current, i, quote = [], 0, "", start + 1, None
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            current += ch
+            if ch == "\\":
+                current += text[i + 1]
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+            current += ch
+        elif ch in "([{":
+            depth += 1
+            current += ch
+        elif ch in ")]}":
+            if depth == 0:
+                args.append(current.strip())
+                return args, i
+            depth -= 1
+            current += ch
+        elif ch == "," and depth == 0:
+            args.append(current.strip())
+            current = ""
+        else:
+            current += ch
+        i += 1
+    raise AssertionError("unbalanced parentheses")
+
+
+def test_binding_error_messages_never_go_through_iostreams() -> None:
+    """On the H100 machine, a number formatted by std::ostream inside the extension
+    crashed the process (SIGSEGV); every TORCH_CHECK message must be one string literal
+    or one `message(...)` (built with std::to_string and snprintf)."""
+    source = (build.SOURCE_DIR / "binding.cpp").read_text()
+    checks = [m.start() for m in re.finditer(r"\bTORCH_CHECK\(", source)]
+    assert len(checks) >= 15
+    for start in checks:
+        args, _ = _top_level_args(source, source.index("(", start))
+        line = source.count("\n", 0, start) + 1
+        assert len(args) == 2, f"binding.cpp:{line}: TORCH_CHECK with {len(args) - 1} message parts"
+        text = args[1]
+        assert text.startswith("message(") or re.fullmatch(r'("([^"\\]|\\.)*"\s*)+', text), f"binding.cpp:{line}"

@@ -4,6 +4,8 @@
   real build uses, instantiating every kernel the spec needs, with no register spills
   and with 16-byte loads and stores in every kernel (checked in the PTX);
 - `binding.cpp` compiles against the installed torch headers (syntax and types);
+- the launch geometry (`plan_grid`, host C++) covers every item within CUDA's limits and
+  picks the geometry measured fastest on the H100;
 
 Each is skipped, with the reason, where its compiler is missing. All compilations run
 in parallel (about 20 s on two cores).
@@ -131,3 +133,66 @@ def test_compile_test_sees_every_kernel_source() -> None:
     assert set(build.KERNEL_SOURCES) == {p.name for p in build.SOURCE_DIR.glob("kernels_*.cu")}
     for name in build.SOURCES + build.HEADERS:
         assert (build.SOURCE_DIR / name).is_file(), name
+
+
+_PLAN_MAIN = r"""
+#include <cstdio>
+#include "act_and_mul.h"
+int main() {
+  long long rows, items, per_block, max_blocks;
+  int sms, threads_per_sm;
+  while (std::scanf("%lld %lld %lld %lld %d %d", &rows, &items, &per_block, &max_blocks, &sms, &threads_per_sm) == 6) {
+    const auto plan = swiglu_check::plan_grid(rows, items, per_block, max_blocks, sms, threads_per_sm);
+    std::printf("%lld %lld %lld %d\n", (long long)plan.row_blocks, (long long)plan.chunks, (long long)plan.chunk,
+                plan.threads);
+  }
+  return 0;
+}
+"""
+
+
+def _plans(tmp_path: Path, cases: list[tuple[int, int, int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    cuda_include = _cuda_include_dir()
+    if compiler is None or cuda_include is None:
+        pytest.skip("no C++ compiler or no CUDA headers (cuda_runtime_api.h) found")
+    (tmp_path / "plan.cpp").write_text(_PLAN_MAIN)
+    binary = tmp_path / "plan"
+    subprocess.run([compiler, "-std=c++17", "-O1", f"-I{build.SOURCE_DIR}", f"-I{cuda_include}",
+                    str(tmp_path / "plan.cpp"), "-o", str(binary)], check=True, capture_output=True)
+    stdin = "".join(" ".join(map(str, case)) + "\n" for case in cases)
+    out = subprocess.run([str(binary)], input=stdin, capture_output=True, text=True, check=True).stdout
+    return [tuple(int(v) for v in line.split()) for line in out.splitlines()]
+
+
+H100 = (132, 2048)  # multiprocessors, threads per multiprocessor
+
+
+def test_grid_plan_picks_the_measured_geometry_on_an_h100(tmp_path) -> None:
+    """bf16 vectors per row: D = 2048 -> 256, 7168 -> 896, 18432 -> 2304."""
+    cases = [(1024, 2304, 0, 0, *H100), (16384, 2304, 0, 0, *H100), (1024, 896, 0, 0, *H100),
+             (16384, 896, 0, 0, *H100), (1024, 256, 0, 0, *H100), (1, 896, 0, 0, *H100)]
+    plans = _plans(tmp_path, cases)
+    # 1024 rows: 256-item blocks (9 and 4 per row); 16384 rows: a block per row
+    assert plans[0] == (1024, 9, 256, 256)
+    assert plans[1] == (16384, 1, 2304, 480)
+    assert plans[2] == (1024, 4, 224, 224)
+    assert plans[3] == (16384, 1, 896, 448)
+    assert plans[4] == (1024, 1, 256, 256)
+    assert plans[5] == (1, 4, 224, 224)
+
+
+def test_grid_plans_cover_every_item_within_the_launch_limits(tmp_path) -> None:
+    cases = [(rows, items, per_block, max_blocks, sms, tps)
+             for rows in (1, 7, 1024, 5000, 1 << 20)
+             for items in (1, 8, 13831, 2304, 100_000_000)
+             for per_block in (0, 1, 100, 1 << 30)
+             for max_blocks in (0, 3)
+             for sms, tps in ((132, 2048), (8, 1536))]
+    for (rows, items, per_block, max_blocks, _sms, _tps), plan in zip(cases, _plans(tmp_path, cases)):
+        row_blocks, chunks, chunk, threads = plan
+        assert chunks * chunk >= items > (chunks - 1) * chunk, (rows, items, per_block, plan)
+        assert 1 <= chunks <= 65535 and 32 <= threads <= 512 and threads % 32 == 0
+        assert 1 <= row_blocks <= (min(rows, max_blocks) if max_blocks else rows)
+        if per_block > 0 and items / per_block <= 65535:
+            assert chunk <= per_block

@@ -9,8 +9,9 @@
 // fp16 values, 4 fp32 values). Otherwise (odd widths, a column slice whose data pointer is
 // one element off) the same kernel takes a scalar path, still coalesced across the warp.
 //
-// Grid: gridDim.x runs over rows (a block loops when there are more rows than blocks),
-// gridDim.y over chunks of a row of at most items_per_block work items each.
+// Grid (plan_grid in act_and_mul.h): gridDim.x runs over rows (a block loops when there
+// are more rows than blocks), gridDim.y over equal chunks of a row; whole-row blocks when
+// the rows fill the device many times over, blocks of 256 work items otherwise.
 //
 // NaN: the clamps are written as comparisons, so a NaN gate or up stays NaN as with
 // torch.clamp. fminf/fmaxf would return the limit instead and hide it.
@@ -25,7 +26,6 @@
 namespace swiglu_check {
 namespace detail {
 
-constexpr int kMaxThreads = 512;
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kSqrt2OverPi = 0.79788456080286535588f;
 constexpr float kGeluTanhCoeff = 0.044715f;
@@ -228,15 +228,6 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-// Threads per block: enough to cover a block's work items in as few equal passes as
-// possible, a multiple of the warp size, at most kMaxThreads.
-inline int threads_for(int64_t items) {
-  const int64_t passes = (items + kMaxThreads - 1) / kMaxThreads;
-  int64_t threads = passes > 0 ? (items + passes - 1) / passes : 1;
-  threads = (threads + 31) / 32 * 32;
-  return static_cast<int>(threads < 32 ? 32 : threads);
-}
-
 template <typename T, Activation kAct, ClampMode kClamp, Layout kLayout, bool kPropagateNan>
 cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
   if (p.rows <= 0 || p.width <= 0) {
@@ -245,30 +236,23 @@ cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
   const auto kernel = act_and_mul_kernel<T, kAct, kClamp, kLayout, kPropagateNan>;
   const bool vectorized = can_vectorize(p, sizeof(T));
   const int64_t items = vectorized ? p.width / vector_elements(sizeof(T)) : p.width;
-  // Split each row into equal chunks of at most items_per_block items (at most 65535 of
-  // them, the gridDim.y limit); a block's threads cover its chunk in as few passes as can be.
-  constexpr int64_t kMaxChunks = 65535;
-  int64_t per_block = p.items_per_block > 0 ? p.items_per_block : kDefaultItemsPerBlock;
-  int64_t chunks = (items + per_block - 1) / per_block;
-  chunks = chunks < kMaxChunks ? chunks : kMaxChunks;
-  const int64_t chunk = (items + chunks - 1) / chunks;
-  const int threads = threads_for(chunk);
-  int64_t blocks = p.rows;
-  if (p.max_blocks > 0) {
-    blocks = p.rows < p.max_blocks ? p.rows : p.max_blocks;
-  } else if (p.max_blocks < 0) {
-    int device = 0, sms = 0, per_sm = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    if (err == cudaSuccess) err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0);
+  int device = 0, sms = 0, threads_per_sm = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device);
+  if (err != cudaSuccess) return err;
+  GridPlan plan = plan_grid(p.rows, items, p.items_per_block, p.max_blocks, sms, threads_per_sm);
+  if (p.max_blocks < 0) {  // persistent: as many blocks as are resident at once
+    int per_sm = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, plan.threads, 0);
     if (err != cudaSuccess) return err;
     const int64_t resident = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
-    const int64_t along_rows = resident / chunks > 0 ? resident / chunks : 1;
-    blocks = p.rows < along_rows ? p.rows : along_rows;
+    const int64_t along_rows = resident / plan.chunks > 0 ? resident / plan.chunks : 1;
+    plan.row_blocks = p.rows < along_rows ? p.rows : along_rows;
   }
-  constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x limit; the row loop covers the rest
-  blocks = blocks < kMaxGrid ? blocks : kMaxGrid;
-  const dim3 grid(static_cast<unsigned int>(blocks), static_cast<unsigned int>(chunks));
+  const dim3 grid(static_cast<unsigned int>(plan.row_blocks), static_cast<unsigned int>(plan.chunks));
+  const int threads = plan.threads;
+  const int64_t chunk = plan.chunk;
   kernel<<<grid, threads, 0, stream>>>(p, vectorized, static_cast<int>(chunk));
   return cudaGetLastError();
 }

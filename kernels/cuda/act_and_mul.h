@@ -11,10 +11,7 @@ namespace swiglu_check {
 
 enum class Activation : int { kSilu = 0, kGelu = 1, kGeluTanh = 2 };
 
-// 256 vectors of 16 bytes: one per thread of a 256-thread block. Measured on an H100
-// (bf16, 1024 rows): D = 18432 reached 89% of the copy bandwidth with one block looping
-// over a whole row, against 97% for many short blocks (16384 x 2048).
-constexpr int kDefaultItemsPerBlock = 256;
+
 
 // kPre:  gate = min(gate, L), up = clamp(up, -L, L), then act(gate) * (up + beta).
 // kPost: up = clamp(up, -L, L), a = min(act(gate), L), then a * (up + beta).
@@ -58,6 +55,63 @@ inline bool can_vectorize(const ActAndMulParams& p, int64_t elem_bytes) {
   const auto aligned = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
   return aligned(p.x) && aligned(p.out) && p.width % vector_elements(elem_bytes) == 0 &&
          (p.x_row_stride * elem_bytes) % 16 == 0 && (p.out_row_stride * elem_bytes) % 16 == 0;
+}
+
+// --- Launch geometry (host only; unit-tested on the CPU by tests/test_cuda_compile.py) ---
+
+constexpr int kMaxThreads = 512;
+constexpr int kMaxBlocksPerSm = 32;
+constexpr int64_t kMaxChunks = 65535;         // gridDim.y limit
+constexpr int64_t kMaxRowBlocks = 2147483647;  // gridDim.x limit; blocks loop over further rows
+// A row is split into blocks of this many work items (16-byte vectors, or elements on the
+// scalar path), one per thread, unless whole-row blocks fill the device this many times over.
+// Measured on an H100 (bf16; CUDA-graph timing): with 1024 rows, whole-row blocks reached
+// 83% (D = 7168) and 87% (D = 18432) of the copy bandwidth, 256-item blocks 87% and 89%;
+// with 16384 rows, whole-row blocks 98% and 99%, 256-item blocks 96% and 97%.
+constexpr int64_t kDefaultItemsPerBlock = 256;
+constexpr int64_t kMinWavesForWholeRows = 8;
+
+struct GridPlan {
+  int64_t row_blocks = 1;  // gridDim.x
+  int64_t chunks = 1;      // gridDim.y: blocks along one row
+  int64_t chunk = 1;       // work items of a row per block
+  int threads = 32;
+};
+
+// Threads for `items` work items: as few equal passes as possible, a multiple of the warp
+// size, at most kMaxThreads.
+inline int threads_for(int64_t items) {
+  const int64_t passes = items > 0 ? (items + kMaxThreads - 1) / kMaxThreads : 1;
+  int64_t threads = items > 0 ? (items + passes - 1) / passes : 1;
+  threads = (threads + 31) / 32 * 32;
+  return static_cast<int>(threads < 32 ? 32 : threads);
+}
+
+// The grid for `rows` rows of `items` work items on a device of `sms` multiprocessors of
+// `threads_per_sm` threads. items_per_block <= 0 picks whole-row blocks or 256-item blocks
+// (above); max_blocks > 0 caps gridDim.x (the persistent grid, max_blocks < 0, is sized by
+// the caller from the occupancy of the kernel).
+inline GridPlan plan_grid(int64_t rows, int64_t items, int64_t items_per_block, int64_t max_blocks, int sms,
+                          int threads_per_sm) {
+  GridPlan plan;
+  int64_t per_block = items_per_block;
+  if (per_block <= 0) {
+    const int64_t whole_row_threads = threads_for(items);
+    int64_t per_sm = threads_per_sm / whole_row_threads;
+    per_sm = per_sm < kMaxBlocksPerSm ? (per_sm > 0 ? per_sm : 1) : kMaxBlocksPerSm;
+    const int64_t resident = static_cast<int64_t>(sms > 0 ? sms : 1) * per_sm;
+    per_block = rows >= kMinWavesForWholeRows * resident ? items : kDefaultItemsPerBlock;
+  }
+  per_block = per_block > 0 ? per_block : 1;
+  plan.chunks = items > 0 ? (items + per_block - 1) / per_block : 1;
+  plan.chunks = plan.chunks < kMaxChunks ? plan.chunks : kMaxChunks;
+  plan.chunk = items > 0 ? (items + plan.chunks - 1) / plan.chunks : 1;
+  plan.chunks = items > 0 ? (items + plan.chunk - 1) / plan.chunk : 1;  // no empty chunk at the end
+  plan.threads = threads_for(plan.chunk);
+  plan.row_blocks = rows > 0 ? rows : 1;
+  if (max_blocks > 0 && max_blocks < plan.row_blocks) plan.row_blocks = max_blocks;
+  plan.row_blocks = plan.row_blocks < kMaxRowBlocks ? plan.row_blocks : kMaxRowBlocks;
+  return plan;
 }
 
 // Launch on `stream`. Returns cudaSuccess, the launch error, or cudaErrorInvalidValue for a

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -34,17 +35,48 @@
 namespace swiglu_check {
 namespace {
 
+// Error messages are built as one std::string, without iostreams. On the H100 machine
+// (torch 2.11, g++ 13.3) formatting a number through std::ostream inside this extension
+// crashed with SIGSEGV (num_put reached through a codecvt vtable: the stream's locale
+// facets did not match the library code formatting into it), while c10::str() of a single
+// std::string returns it untouched. tests/test_cuda_compile.py checks that the compiled
+// binding references no ostream code at all.
+std::string text(const char* s) { return s; }
+std::string text(c10::string_view s) { return std::string(s.data(), s.size()); }
+std::string text(int64_t v) { return std::to_string(v); }
+std::string text(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%g", v);
+  return buffer;
+}
+std::string text(const c10::Device& device) { return device.str(); }
+std::string text(at::ScalarType dtype) { return c10::toString(dtype); }
+std::string text(c10::IntArrayRef values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    out += (i ? ", " : "") + std::to_string(values[i]);
+  }
+  return out + "]";
+}
+
+template <typename... Parts>
+std::string message(const Parts&... parts) {
+  std::string out;
+  (out.append(text(parts)), ...);
+  return out;
+}
+
 Activation parse_activation(c10::string_view name) {
   if (name == "silu") return Activation::kSilu;
   if (name == "gelu") return Activation::kGelu;
   if (name == "gelu_tanh") return Activation::kGeluTanh;
-  TORCH_CHECK(false, "act_and_mul: unknown activation '", std::string(name), "'; expected silu, gelu or gelu_tanh");
+  TORCH_CHECK(false, message("act_and_mul: unknown activation '", name, "'; expected silu, gelu or gelu_tanh"));
 }
 
 Layout parse_layout(c10::string_view name) {
   if (name == "halves") return Layout::kHalves;
   if (name == "interleaved") return Layout::kInterleaved;
-  TORCH_CHECK(false, "act_and_mul: unknown layout '", std::string(name), "'; expected halves or interleaved");
+  TORCH_CHECK(false, message("act_and_mul: unknown layout '", name, "'; expected halves or interleaved"));
 }
 
 ClampMode parse_clamp(c10::string_view name, const std::optional<double>& limit) {
@@ -54,11 +86,11 @@ ClampMode parse_clamp(c10::string_view name, const std::optional<double>& limit)
   } else if (name == "post") {
     mode = ClampMode::kPost;
   } else {
-    TORCH_CHECK(false, "act_and_mul: unknown clamp mode '", std::string(name), "'; expected pre or post");
+    TORCH_CHECK(false, message("act_and_mul: unknown clamp mode '", name, "'; expected pre or post"));
   }
   if (!limit.has_value()) return ClampMode::kNone;
-  TORCH_CHECK(std::isfinite(*limit) && *limit > 0.0, "act_and_mul: limit must be a finite number > 0 or None, got ",
-              *limit);
+  TORCH_CHECK(std::isfinite(*limit) && *limit > 0.0,
+              message("act_and_mul: limit must be a finite number > 0 or None, got ", *limit));
   return mode;
 }
 
@@ -75,9 +107,10 @@ int64_t row_stride(const at::Tensor& t, const char* what) {
       stride = t.stride(d);
       found = true;
     } else {
-      TORCH_CHECK(t.stride(d) == expected, "act_and_mul: the leading dimensions of ", what,
-                  " cannot be flattened into rows without a copy (sizes ", t.sizes(), ", strides ", t.strides(),
-                  "); pass ", what, ".contiguous()");
+      TORCH_CHECK(t.stride(d) == expected,
+                  message("act_and_mul: the leading dimensions of ", what,
+                          " cannot be flattened into rows without a copy (sizes ", t.sizes(), ", strides ",
+                          t.strides(), "); pass ", what, ".contiguous()"));
     }
     expected = t.stride(d) * t.size(d);
   }
@@ -85,32 +118,33 @@ int64_t row_stride(const at::Tensor& t, const char* what) {
 }
 
 void check_last_dim_contiguous(const at::Tensor& t, const char* what) {
-  TORCH_CHECK(t.size(-1) <= 1 || t.stride(-1) == 1, "act_and_mul: the last dimension of ", what,
-              " must be contiguous (stride 1), got stride ", t.stride(-1), "; pass ", what, ".contiguous()");
+  TORCH_CHECK(t.size(-1) <= 1 || t.stride(-1) == 1,
+              message("act_and_mul: the last dimension of ", what, " must be contiguous (stride 1), got stride ",
+                      t.stride(-1), "; pass ", what, ".contiguous()"));
 }
 
 void check_input(const at::Tensor& x) {
-  TORCH_CHECK(x.is_cuda(), "act_and_mul: x must be a CUDA tensor, got one on ", x.device());
+  TORCH_CHECK(x.is_cuda(), message("act_and_mul: x must be a CUDA tensor, got one on ", x.device()));
   const auto dtype = x.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
-              "act_and_mul: x must be float32, float16 or bfloat16, got ", dtype);
+              message("act_and_mul: x must be float32, float16 or bfloat16, got ", dtype));
   TORCH_CHECK(x.dim() >= 1, "act_and_mul: x must have at least one dimension ([..., 2D])");
-  TORCH_CHECK(x.size(-1) % 2 == 0, "act_and_mul: the last dimension of x must be even (gate and up), got ",
-              x.size(-1));
+  TORCH_CHECK(x.size(-1) % 2 == 0,
+              message("act_and_mul: the last dimension of x must be even (gate and up), got ", x.size(-1)));
   TORCH_CHECK(x.size(-1) / 2 <= std::numeric_limits<int32_t>::max() / 2,
-              "act_and_mul: the last dimension of x is too large (", x.size(-1), ")");
+              message("act_and_mul: the last dimension of x is too large (", x.size(-1), ")"));
   check_last_dim_contiguous(x, "x");
 }
 
 void check_output(const at::Tensor& x, const at::Tensor& out) {
-  TORCH_CHECK(out.device() == x.device(), "act_and_mul: out must be on x's device (", x.device(), "), got ",
-              out.device());
-  TORCH_CHECK(out.scalar_type() == x.scalar_type(), "act_and_mul: out must have x's dtype (", x.scalar_type(),
-              "), got ", out.scalar_type());
+  TORCH_CHECK(out.device() == x.device(),
+              message("act_and_mul: out must be on x's device (", x.device(), "), got ", out.device()));
+  TORCH_CHECK(out.scalar_type() == x.scalar_type(),
+              message("act_and_mul: out must have x's dtype (", x.scalar_type(), "), got ", out.scalar_type()));
   auto expected = x.sizes().vec();
   expected.back() /= 2;
-  TORCH_CHECK(out.sizes().vec() == expected, "act_and_mul: out must have shape ", c10::IntArrayRef(expected),
-              " for x of shape ", x.sizes(), ", got ", out.sizes());
+  TORCH_CHECK(out.sizes().vec() == expected, message("act_and_mul: out must have shape ", c10::IntArrayRef(expected),
+                                                     " for x of shape ", x.sizes(), ", got ", out.sizes()));
   check_last_dim_contiguous(out, "out");
   TORCH_CHECK(at::has_internal_overlap(out) != at::MemOverlap::Yes,
               "act_and_mul: out has elements that share memory (e.g. an expanded tensor)");
@@ -125,8 +159,8 @@ Fault parse_fault(c10::string_view name) {
   if (name == "gelu_erf") return Fault::kGeluErf;
   if (name == "fminf_clamp") return Fault::kFminfClamp;
   if (name == "ignore_row_stride") return Fault::kIgnoreRowStride;
-  TORCH_CHECK(false, "act_and_mul: unknown fault '", std::string(name),
-              "'; expected none, clamp_off, gelu_erf, fminf_clamp or ignore_row_stride");
+  TORCH_CHECK(false, message("act_and_mul: unknown fault '", name,
+                             "'; expected none, clamp_off, gelu_erf, fminf_clamp or ignore_row_stride"));
 }
 
 at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
@@ -134,8 +168,8 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
                 int64_t items_per_block, Fault fault, at::Tensor& out) {
   check_input(x);
   check_output(x, out);
-  TORCH_CHECK(std::isfinite(alpha) && std::isfinite(beta), "act_and_mul: alpha and beta must be finite, got ", alpha,
-              " and ", beta);
+  TORCH_CHECK(std::isfinite(alpha) && std::isfinite(beta),
+              message("act_and_mul: alpha and beta must be finite, got ", alpha, " and ", beta));
 
   ActAndMulParams p;
   p.activation = parse_activation(activation);
