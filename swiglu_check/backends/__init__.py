@@ -26,6 +26,7 @@ ALL_DTYPES = ("fp32", "fp16", "bf16")
 BUILTIN_MODULES: tuple[str, ...] = (
     "swiglu_check.backends.torch_backends",
     "swiglu_check.backends.triton_backends",
+    "swiglu_check.backends.cuda_backend",
 )
 
 
