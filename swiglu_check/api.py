@@ -91,7 +91,7 @@ def _as_list_of_shapes(shapes: Any) -> list[Any]:
     if isinstance(shapes, str):
         return [shapes]
     items = list(shapes)
-    if len(items) == 2 and all(isinstance(v, int) for v in items):
+    if len(items) >= 2 and all(isinstance(v, int) for v in items):
         return [tuple(items)]
     return items
 

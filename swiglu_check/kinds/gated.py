@@ -31,7 +31,7 @@ from ..metrics import ErrorAccumulator, ratio, row_chunks
 from ..ops import OpSpec
 from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CaseResult
 from ..settings import RunSettings
-from . import Column, InputCache
+from . import Column, InputCache, kind_shapes
 from .format import fmt_coverage, fmt_num, fmt_ratio, fmt_shape
 
 NAME = "gated"
@@ -127,7 +127,7 @@ class GatedKind:
     ]
 
     def cases(self, backend: Any, settings: RunSettings) -> list[GatedCase]:
-        shapes = settings.shapes or default_shapes(settings.device_type)
+        shapes = kind_shapes(settings, 2, default_shapes(settings.device_type))
         return [
             GatedCase(backend.name, op, dtype, tokens, width, settings.seed, settings.inputs)
             for op in settings.ops()
@@ -348,7 +348,7 @@ def gated_bench_workloads(backend: Any, settings: RunSettings, shapes: Any = Non
             torch_dtype = dt.to_torch(dtype)
             if not backend.supports(dtype, settings.device_type, op)[0]:
                 continue
-            for tokens, width in shapes or BENCH_SHAPES:
+            for tokens, width in [s for s in shapes if len(s) == 2] if shapes else BENCH_SHAPES:
                 size = torch_dtype.itemsize
                 sets = rotation_sets(tokens * 2 * width * size)
                 scale = resolve_scale(settings.inputs, op.limit)
