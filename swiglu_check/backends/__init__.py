@@ -25,6 +25,7 @@ ALL_DTYPES = ("fp32", "fp16", "bf16")
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "swiglu_check.backends.torch_backends",
+    "swiglu_check.kernels.w4a16.backends",
 )
 
 
