@@ -43,11 +43,11 @@ def candidates(bm: int):
     if DRY:
         grid = [(16, 64, 4, 1, 0)] if bm == 1 else [(16, 64, 4, 1, 0), (32, 64, 4, 1, 0)]
     elif bm == 1:
-        grid = itertools.product((16, 32, 64, 128), (128, 256, 512), (4, 8), (3, 4), (0,))
+        grid = itertools.product((16, 32, 64), (256, 512), (4, 8), (3, 4), (0,))
     elif bm == 16:
-        grid = itertools.product((32, 64, 128, 256), (128, 256, 512), (4, 8), (2, 3, 4), (0, 1))
+        grid = itertools.product((32, 64, 128, 256), (128, 256), (4, 8), (2, 3, 4), (2, 3))
     else:
-        grid = itertools.product((64, 128), (128, 256), (4, 8), (3, 4), (0, 1))
+        grid = itertools.product((64, 128), (128, 256), (4, 8), (3, 4), (2, 3))
     return [GemmConfig(bn, bm, bk, 1, w, st, deq) for bn, bk, w, st, deq in grid]
 
 

@@ -41,6 +41,7 @@ CONFIGS = [
     (GemmConfig(16, 1, 64, split_k=1, num_stages=1), (2, 96, 20)),
     (GemmConfig(16, 1, 32, split_k=2, num_stages=1), (1, 128, 16)),
     (GemmConfig(32, 16, 64, split_k=1, num_stages=1, deq=1), (5, 96, 48)),
+    (GemmConfig(16, 16, 64, split_k=2, num_stages=1, deq=3), (5, 192, 40)),  # K-permuted order
 ]
 
 

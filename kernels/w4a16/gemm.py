@@ -99,29 +99,163 @@ def _dequant_f32(code, scale):
 
 
 @triton.jit
-def _load_block(w_ptr, s_ptr, k0, offs_n, n_ok, stride_wn, stride_sn, n_groups,
-                FORMAT: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                PLANT: tl.constexpr):
-    """Codes (low and high nibbles, int16 [BN, NG, HG]) and fp32 scales [BN, NG, 1] of
-    one BLOCK_K step; whole blocks past K read as zero."""
-    NG: tl.constexpr = BLOCK_K // GROUP
+def _load_packed(w_ptr, k0, rows, stride_wn, n_groups,
+                 GROUP: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):
+    """Packed bytes (uint8 [BN, BK/2], two codes each) of one BLOCK_K step of `rows`
+    (clamped into range by the caller); whole blocks past K read as zero."""
     HG: tl.constexpr = GROUP // 2
     offs_b = tl.arange(0, BLOCK_K // 2)
-    byte_ok = (k0 // GROUP + offs_b // HG) < n_groups
-    packed = tl.load(w_ptr + offs_n[:, None] * stride_wn + (k0 // 2 + offs_b)[None, :],
-                     mask=n_ok[:, None] & byte_ok[None, :], other=0)
-    packed = tl.reshape(packed, (BLOCK_N, NG, HG)).to(tl.int16)
-    lo = packed & 0xF
-    hi = (packed >> 4) & 0xF
-    if PLANT == 1:
-        lo, hi = hi, lo
-    grp = k0 // GROUP + tl.arange(0, NG)
+    ptrs = w_ptr + rows[:, None] * stride_wn + (k0 // 2 + offs_b)[None, :]
+    if EVEN_K:
+        packed = tl.load(ptrs)
+    else:
+        packed = tl.load(ptrs, mask=((k0 // GROUP + offs_b // HG) < n_groups)[None, :], other=0)
+    return packed
+
+
+@triton.jit
+def _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups,
+                      GROUP: tl.constexpr, BLOCK_K: tl.constexpr, PLANT: tl.constexpr):
+    """Block-scale bytes [BN, BK/GROUP] of one BLOCK_K step; blocks past K read the
+    last block's (in range; their codes are zero or they are never used)."""
+    grp = k0 // GROUP + tl.arange(0, BLOCK_K // GROUP)
     if PLANT == 2:
         grp = grp + 1
-    sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + grp[None, :],
-                 mask=n_ok[:, None] & (grp < n_groups)[None, :], other=0)
-    scale = _scale_to_f32(sb, FORMAT)
-    return lo, hi, scale[:, :, None]
+    grp = tl.minimum(grp, n_groups - 1)
+    return tl.load(s_ptr + rows[:, None] * stride_sn + grp[None, :])
+
+
+@triton.jit
+def _to_mma_order(t, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """[BN, BK/2] per packed byte in memory order -> the K-permuted order of DEQ 3: logical
+    byte j = 4q + c is memory byte c * BK/8 + q. With it, the 16 bytes that one thread's
+    tensor-core fragment needs (every 4th logical byte) are contiguous in memory."""
+    t3 = tl.reshape(t, (BLOCK_N, 4, BLOCK_K // 8))
+    return tl.reshape(tl.permute(t3, (0, 2, 1)), (BLOCK_N, BLOCK_K // 2))
+
+
+@triton.jit
+def _per_byte(scale, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP: tl.constexpr):
+    """[BN, NG] block values -> [BN, BK/2], one per packed byte."""
+    NG: tl.constexpr = BLOCK_K // GROUP
+    HG: tl.constexpr = GROUP // 2
+    return tl.reshape(tl.broadcast_to(scale[:, :, None], (BLOCK_N, NG, HG)), (BLOCK_N, BLOCK_K // 2))
+
+
+@triton.jit
+def _codes(packed, PLANT: tl.constexpr):
+    """The low (even element) and high (odd element) nibbles as int16 codes."""
+    wide = packed.to(tl.int16)
+    lo = wide & 0xF
+    hi = (wide >> 4) & 0xF
+    if PLANT == 1:
+        lo, hi = hi, lo
+    return lo, hi
+
+
+@triton.jit
+def _fp4x8_asm(packed, scale, ACT: tl.constexpr):
+    """Inline PTX: 4 packed bytes -> 4 even and 4 odd ACT weights (code * scale), two per
+    32-bit register. Bytes 0,1 (then 2,3) go to the two halves of a register (prmt); a
+    mask-multiply-mask places each code's exponent/mantissa and sign bits in 16-bit
+    float position (value code * 2^-126 for bf16, 2^-14 for fp16); a packed multiply
+    by 2^126 (2^14) then by the block scale gives the exact weight."""
+    if ACT == tl.bfloat16:
+        lo, hi = tl.inline_asm_elementwise(
+            """
+            {
+            .reg .b32 y, t, m;
+            mov.b32 m, 0x7E807E80;
+            prmt.b32 y, $4, 0, 0x4140;
+            and.b32 t, y, 0x000F000F;
+            mul.lo.u32 t, t, 0x1040;
+            and.b32 t, t, 0x81C081C0;
+            mul.rn.bf16x2 t, t, m;
+            mul.rn.bf16x2 $0, t, $5;
+            and.b32 t, y, 0x00F000F0;
+            mul.lo.u32 t, t, 0x104;
+            and.b32 t, t, 0x81C081C0;
+            mul.rn.bf16x2 t, t, m;
+            mul.rn.bf16x2 $2, t, $5;
+            prmt.b32 y, $4, 0, 0x4342;
+            and.b32 t, y, 0x000F000F;
+            mul.lo.u32 t, t, 0x1040;
+            and.b32 t, t, 0x81C081C0;
+            mul.rn.bf16x2 t, t, m;
+            mul.rn.bf16x2 $1, t, $6;
+            and.b32 t, y, 0x00F000F0;
+            mul.lo.u32 t, t, 0x104;
+            and.b32 t, t, 0x81C081C0;
+            mul.rn.bf16x2 t, t, m;
+            mul.rn.bf16x2 $3, t, $6;
+            }
+            """,
+            "=r,=r,=r,=r,r,r,r", [packed, scale], dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=4)
+    else:
+        lo, hi = tl.inline_asm_elementwise(
+            """
+            {
+            .reg .b32 y, t, u, m;
+            mov.b32 m, 0x74007400;
+            prmt.b32 y, $4, 0, 0x4140;
+            and.b32 t, y, 0x00070007;
+            and.b32 u, y, 0x00080008;
+            shl.b32 u, u, 12;
+            mad.lo.u32 t, t, 0x200, u;
+            mul.rn.f16x2 t, t, m;
+            mul.rn.f16x2 $0, t, $5;
+            and.b32 t, y, 0x00700070;
+            and.b32 u, y, 0x00800080;
+            shl.b32 u, u, 8;
+            mad.lo.u32 t, t, 0x20, u;
+            mul.rn.f16x2 t, t, m;
+            mul.rn.f16x2 $2, t, $5;
+            prmt.b32 y, $4, 0, 0x4342;
+            and.b32 t, y, 0x00070007;
+            and.b32 u, y, 0x00080008;
+            shl.b32 u, u, 12;
+            mad.lo.u32 t, t, 0x200, u;
+            mul.rn.f16x2 t, t, m;
+            mul.rn.f16x2 $1, t, $6;
+            and.b32 t, y, 0x00700070;
+            and.b32 u, y, 0x00800080;
+            shl.b32 u, u, 8;
+            mad.lo.u32 t, t, 0x20, u;
+            mul.rn.f16x2 t, t, m;
+            mul.rn.f16x2 $3, t, $6;
+            }
+            """,
+            "=r,=r,=r,=r,r,r,r", [packed, scale], dtype=(tl.float16, tl.float16), is_pure=True, pack=4)
+    return lo, hi
+
+
+@triton.jit
+def _dequant_block(packed, scale_bytes, FORMAT: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_K: tl.constexpr, ACT: tl.constexpr, DEQ: tl.constexpr, ASM: tl.constexpr,
+                   PLANT: tl.constexpr):
+    """Even and odd weights (ACT [BN, BK/2]) of packed bytes [BN, BK/2] with block-scale
+    bytes [BN, NG]. DEQ 2 uses the inline-PTX decoder where it can run (not under the
+    interpreter, which runs the same math through DEQ 0)."""
+    scale = _scale_to_f32(scale_bytes, FORMAT)
+    if DEQ >= 2 and ASM:
+        s = _per_byte(scale.to(ACT), BLOCK_N, BLOCK_K, GROUP)
+        if DEQ == 3:
+            packed = _to_mma_order(packed, BLOCK_N, BLOCK_K)
+            s = _to_mma_order(s, BLOCK_N, BLOCK_K)
+        w_lo, w_hi = _fp4x8_asm(packed, s, ACT)
+        if PLANT == 1:
+            w_lo, w_hi = w_hi, w_lo
+    else:
+        lo, hi = _codes(packed, PLANT)
+        recipe: tl.constexpr = 0 if DEQ >= 2 else DEQ
+        s = _per_byte(scale, BLOCK_N, BLOCK_K, GROUP)
+        if DEQ == 3:
+            lo = _to_mma_order(lo, BLOCK_N, BLOCK_K)
+            hi = _to_mma_order(hi, BLOCK_N, BLOCK_K)
+            s = _to_mma_order(s, BLOCK_N, BLOCK_K)
+        w_lo = _dequant(lo, s, ACT, recipe)
+        w_hi = _dequant(hi, s, ACT, recipe)
+    return w_lo, w_hi
 
 
 @triton.jit
@@ -161,24 +295,40 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, g_ptr, y_ptr, part_ptr, count_ptr,
                 M, N, K, stride_xm, stride_wn, stride_sn, stride_ym, SPLIT_K,
                 FORMAT: tl.constexpr, GROUP: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                DEQ: tl.constexpr, DOT_FP32: tl.constexpr, PLANT: tl.constexpr):
+                DEQ: tl.constexpr, DOT_FP32: tl.constexpr, ASM: tl.constexpr, EVEN_K: tl.constexpr,
+                PLANT: tl.constexpr):
     ACT = y_ptr.dtype.element_ty
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_k = tl.arange(0, BLOCK_K)
     n_ok = offs_n < N
     m_ok = offs_m < M
+    rows = tl.minimum(offs_n, N - 1)  # rows and tokens past the end re-read the last one:
+    tokens = tl.minimum(offs_m, M - 1)  # no load masks; their results are never stored
     n_groups = K // GROUP
-    x_ptrs = x_ptr + offs_m[None, :] * stride_xm + offs_k[:, None]  # x^T tile [BK, BM]
+    if DEQ == 3:  # x^T tile in the K order of _to_mma_order: logical k = 2(4q + c) + h
+        q = offs_k // 8
+        c = (offs_k // 2) % 4
+        mem_k = 2 * (c * (BLOCK_K // 8) + q) + offs_k % 2
+    else:
+        mem_k = offs_k
+    x_ptrs = x_ptr + tokens[None, :] * stride_xm + mem_k[:, None]  # x^T tile [BK, BM]
     k_start, k_stop = _k_range(K, BLOCK_K, SPLIT_K)
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
+    # block scales are prefetched one step ahead by hand: their 1-byte loads are too small
+    # for the pipeliner's asynchronous copies, and a load waited on every step stalls
+    scale_bytes = _load_scale_bytes(s_ptr, k_start, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT)
     for k0 in range(k_start, k_stop, BLOCK_K):
-        lo, hi, scale = _load_block(w_ptr, s_ptr, k0, offs_n, n_ok, stride_wn, stride_sn, n_groups,
-                                    FORMAT, GROUP, BLOCK_N, BLOCK_K, PLANT)
-        w_lo = _dequant(lo, scale, ACT, DEQ)
-        w_hi = _dequant(hi, scale, ACT, DEQ)
+        packed = _load_packed(w_ptr, k0, rows, stride_wn, n_groups, GROUP, BLOCK_K, EVEN_K)
+        next_scale_bytes = _load_scale_bytes(s_ptr, k0 + BLOCK_K, rows, stride_sn, n_groups,
+                                             GROUP, BLOCK_K, PLANT)
+        w_lo, w_hi = _dequant_block(packed, scale_bytes, FORMAT, GROUP, BLOCK_N, BLOCK_K, ACT, DEQ, ASM, PLANT)
+        scale_bytes = next_scale_bytes
         w = tl.reshape(tl.join(w_lo, w_hi), (BLOCK_N, BLOCK_K))  # element 2i low, 2i+1 high
-        xt = tl.load(x_ptrs + k0, mask=((k0 + offs_k) < K)[:, None] & m_ok[None, :], other=0.0)
+        if EVEN_K:
+            xt = tl.load(x_ptrs + k0)
+        else:
+            xt = tl.load(x_ptrs + k0, mask=((k0 + mem_k) < K)[:, None], other=0.0)
         if DOT_FP32:
             acc = tl.dot(w.to(tl.float32), xt.to(tl.float32), acc, input_precision="ieee")
         else:
@@ -193,21 +343,26 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, g_ptr, y_ptr, part_ptr, count_ptr,
                  M, N, K, stride_xm, stride_wn, stride_sn, stride_ym, SPLIT_K,
                  FORMAT: tl.constexpr, GROUP: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                 DEQ: tl.constexpr, DOT_FP32: tl.constexpr, PLANT: tl.constexpr):
+                 DEQ: tl.constexpr, DOT_FP32: tl.constexpr, ASM: tl.constexpr, EVEN_K: tl.constexpr,
+                 PLANT: tl.constexpr):
     NG: tl.constexpr = BLOCK_K // GROUP
     HG: tl.constexpr = GROUP // 2
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.program_id(1) + tl.arange(0, 1)
     n_ok = offs_n < N
     m_ok = offs_m < M
+    rows = tl.minimum(offs_n, N - 1)
     n_groups = K // GROUP
     offs_k = tl.arange(0, BLOCK_K)
     x_row = x_ptr + tl.program_id(1) * stride_xm
     k_start, k_stop = _k_range(K, BLOCK_K, SPLIT_K)
     acc = tl.full((BLOCK_N, NG, HG), 0.0, tl.float32)
     for k0 in range(k_start, k_stop, BLOCK_K):
-        lo, hi, scale = _load_block(w_ptr, s_ptr, k0, offs_n, n_ok, stride_wn, stride_sn, n_groups,
-                                    FORMAT, GROUP, BLOCK_N, BLOCK_K, PLANT)
+        packed = tl.reshape(_load_packed(w_ptr, k0, rows, stride_wn, n_groups, GROUP, BLOCK_K, EVEN_K),
+                            (BLOCK_N, NG, HG))
+        scale_bytes = _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT)
+        lo, hi = _codes(packed, PLANT)
+        scale = _scale_to_f32(scale_bytes, FORMAT)[:, :, None]
         xk = tl.load(x_row + k0 + offs_k, mask=(k0 + offs_k) < K, other=0.0).to(tl.float32)
         x_even, x_odd = tl.split(tl.reshape(xk, (NG, HG, 2)))
         acc += _dequant_f32(lo, scale) * x_even[None, :, :] + _dequant_f32(hi, scale) * x_odd[None, :, :]
@@ -302,6 +457,7 @@ def launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, cfg: GemmConfig,
         m, n, k, x.stride(0), packed.stride(0), scales.stride(0), y.stride(0), cfg.split_k,
         FORMAT=FORMAT_IDS[weight.format], GROUP=weight.block,
         BLOCK_N=cfg.block_n, BLOCK_M=cfg.block_m, BLOCK_K=cfg.block_k,
-        DEQ=cfg.deq, DOT_FP32=INTERPRETED and x.dtype == torch.bfloat16, PLANT=PLANTS[plant],
+        DEQ=cfg.deq, DOT_FP32=INTERPRETED and x.dtype == torch.bfloat16, ASM=not INTERPRETED,
+        EVEN_K=k % cfg.block_k == 0, PLANT=PLANTS[plant],
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
