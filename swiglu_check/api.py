@@ -41,6 +41,7 @@ def build_settings(
     scale: float | None = None,
     max_floor_ratio: float | None = None,
     chunk_bytes: int | None = None,
+    sweep: str | None = None,
 ) -> RunSettings:
     """Validate loose user input (names, strings, numbers) into RunSettings.
 
@@ -84,6 +85,7 @@ def build_settings(
         inputs=InputSpec(clamp_fraction=clamp_fraction, scale=scale),
         thresholds=thresholds,
         chunk_bytes=chunk_bytes,
+        sweep=sweep,
     )
 
 

@@ -120,10 +120,13 @@ def _case_options(func: Any) -> Any:
               help="Report format.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (stdout then shows only the summary).")
+@click.option("--sweep", metavar="NAME",
+              help="A named set of operating points (e.g. dsv4-flash, dsv4-flash-ci for moe-w4a16);"
+                   " only the kinds that define it run.")
 def run(op: str, activation: str | None, layout: str | None, alpha: float | None, beta: float | None,
         clamp: str | None, limits: tuple[str, ...], dtypes: tuple[str, ...], shapes: tuple[str, ...],
         backends: tuple[str, ...], device: str, seed: int, clamp_fraction: float, scale: float | None,
-        max_floor_ratio: float | None, fmt: str, output: Path | None) -> int:
+        max_floor_ratio: float | None, fmt: str, output: Path | None, sweep: str | None) -> int:
     """Check backends against the exact reference and print the error tables.
 
     \b
@@ -138,7 +141,7 @@ def run(op: str, activation: str | None, layout: str | None, alpha: float | None
     settings = api.build_settings(
         op=op, activation=activation, alpha=alpha, beta=beta, layout=layout, clamp=clamp,
         limits=limits or None, dtypes=dtypes or None, shapes=shapes or None, device=device, seed=seed,
-        clamp_fraction=clamp_fraction, scale=scale, max_floor_ratio=max_floor_ratio,
+        clamp_fraction=clamp_fraction, scale=scale, max_floor_ratio=max_floor_ratio, sweep=sweep,
     )
     chosen = api.resolve_backends(list(backends) or None)
     report = api.run(chosen, settings, progress=True)

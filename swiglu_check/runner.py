@@ -14,7 +14,8 @@ import torch
 
 from ._version import __version__
 from .backends import Backend
-from .kinds import InputCache, get_kind
+from .errors import InputError
+from .kinds import KIND_MODULES, InputCache, get_kind
 from .results import ERROR, SKIP, CaseResult, Report
 from .settings import RunSettings
 
@@ -24,9 +25,15 @@ ResultHook = Callable[[CaseResult], None]
 def plan(backends: Iterable[Backend], settings: RunSettings) -> list[tuple[Backend, Any]]:
     """Every (backend, case) pair, ordered so that backends of one case run back to back
     (the inputs are prepared once and shared)."""
+    if settings.sweep:
+        known = sorted({name for kind in KIND_MODULES for name in getattr(get_kind(kind), "sweeps", ())})
+        if settings.sweep not in known:
+            raise InputError(f"unknown sweep {settings.sweep!r}; known: {', '.join(known) or 'none'}")
     groups: dict[tuple[str, str], list[tuple[Backend, Any]]] = {}
     for backend in backends:
         kind = get_kind(backend.kind)
+        if settings.sweep and settings.sweep not in getattr(kind, "sweeps", ()):
+            continue  # a named sweep belongs to the kinds that define it
         for case in kind.cases(backend, settings):
             shared = case.case_id[len(backend.name) + 1 :]
             groups.setdefault((backend.kind, shared), []).append((backend, case))
@@ -172,4 +179,5 @@ def describe(settings: RunSettings, backends: list[Backend]) -> dict[str, Any]:
         "device": settings.device,
         "inputs": asdict(settings.inputs),
         "thresholds": asdict(settings.thresholds),
+        "sweep": settings.sweep,
     }

@@ -51,6 +51,7 @@ class RunSettings:
     inputs: InputSpec = field(default_factory=InputSpec)
     thresholds: Thresholds = field(default_factory=Thresholds)
     chunk_bytes: int | None = None  # memory budget of one reference chunk; None: derived
+    sweep: str | None = None  # a named set of operating points; only kinds that define it run
 
     @property
     def device_type(self) -> str:

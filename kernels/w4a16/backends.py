@@ -4,6 +4,13 @@ Kind `linear-w4a16` (`call(x, weight) -> y`, kinds/linear_w4a16.py):
 - `w4a16-nvfp4`, `w4a16-mxfp4`: the Triton GEMM (kernels/w4a16/gemm.py), one format each;
 - `torch-w4a16`: the reference path, dequantize then an fp32 matmul rounded once
   (runs everywhere, both formats).
+
+Kind `moe-w4a16` (`call(x, w13, w2, topk_weights, topk_ids, op, *, limit) -> y`,
+kinds/moe_w4a16.py):
+- `moe-w4a16`: the Triton expert MLP with the activation fused into GEMM1's epilogue
+  (kernels/w4a16/moe.py), both formats;
+- `torch-moe-w4a16`: the reference path, dequantized weights and every step in fp32,
+  one rounding (runs everywhere).
 """
 
 from __future__ import annotations
@@ -72,6 +79,60 @@ register(Backend(
     kind="linear-w4a16",
     call=torch_linear,
     description="reference: dequantize FP4 weights, fp32 matmul, one rounding",
+    dtypes=ACT_DTYPES,
+    extra={"formats": fp4.FORMATS},
+))
+
+
+def moe_call(x: torch.Tensor, w13: fp4.FP4Weight, w2: fp4.FP4Weight, topk_weights: torch.Tensor,
+             topk_ids: torch.Tensor, op: Any, *, limit: float | None, **options: Any) -> torch.Tensor:
+    """The Triton MoE layer (imported on first use)."""
+    from .moe import moe_w4a16
+
+    return moe_w4a16(x, w13, w2, topk_weights, topk_ids, op, limit=limit, **options)
+
+
+def torch_moe(x: torch.Tensor, w13: fp4.FP4Weight, w2: fp4.FP4Weight, topk_weights: torch.Tensor,
+              topk_ids: torch.Tensor, op: Any, *, limit: float | None) -> torch.Tensor:
+    """Reference: per expert, fp32 GEMMs on the dequantized weights and the fp32 gated
+    activation (references/gated.py), router-weighted sum in fp32, one rounding."""
+    from swiglu_check.references import gated as ref
+
+    if op.limit is not None:
+        raise ValueError("pass the clamp limit as `limit=` only (op.limit must be None)")
+    spec = op.with_limit(limit)
+    x32 = x.to(torch.float32)
+    y = torch.zeros((x.shape[0], w2.shape[-2]), dtype=torch.float32, device=x.device)
+    for expert in torch.unique(topk_ids).tolist():
+        tokens, slots = (topk_ids == expert).nonzero(as_tuple=True)
+        h = x32[tokens] @ fp4.dequantize(w13[expert], torch.float32).T
+        act = ref.fused(h, spec)  # fp32 in, fp32 out: no rounding
+        out = act @ fp4.dequantize(w2[expert], torch.float32).T
+        y.index_add_(0, tokens, out * topk_weights[tokens, slots][:, None].to(torch.float32))
+    return y.to(x.dtype)
+
+
+def moe_backend(name: str, description: str, call: Any) -> Backend:
+    return Backend(
+        name=name,
+        kind="moe-w4a16",
+        call=call,
+        description=description,
+        dtypes=ACT_DTYPES,
+        check_available=triton_available,
+        interpreted_on=("cpu",),
+        extra={"formats": fp4.FORMATS, "bench": True, "moe": moe_call},
+    )
+
+
+register(moe_backend("moe-w4a16", "Triton W4A16 MoE expert MLP, clamped activation fused into GEMM1's epilogue",
+                     moe_call))
+
+register(Backend(
+    name="torch-moe-w4a16",
+    kind="moe-w4a16",
+    call=torch_moe,
+    description="reference: dequantized FP4 experts, fp32 GEMMs and activation, one rounding",
     dtypes=ACT_DTYPES,
     extra={"formats": fp4.FORMATS},
 ))

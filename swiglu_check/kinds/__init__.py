@@ -89,6 +89,7 @@ def kind_shapes(settings: RunSettings, arity: int, default: Any) -> tuple[tuple[
 KIND_MODULES: dict[str, str] = {
     "gated": "swiglu_check.kinds.gated",
     "linear-w4a16": "swiglu_check.kinds.linear_w4a16",
+    "moe-w4a16": "swiglu_check.kinds.moe_w4a16",
 }
 
 

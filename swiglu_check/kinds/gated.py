@@ -187,14 +187,8 @@ class GatedKind:
         if problem:
             return result_for(case, ERROR, [problem])
         metrics = measure(case.op, x, output, settings.chunk_bytes)
-        warnings = []
         verdict, reasons = decide(metrics, case.op, settings.thresholds.floor_ratio_limit(case.dtype), settings)
-        if case.op.clamped and metrics["elements"] and metrics["discriminative_power"] < settings.thresholds.weak_power:
-            warnings.append(
-                f"a missing clamp would stand out only {metrics['discriminative_power']:.1f}x over this"
-                " backend's error; raise --clamp-fraction or --scale"
-            )
-        return result_for(case, verdict, reasons, metrics, warnings)
+        return result_for(case, verdict, reasons, metrics, clamp_warnings(metrics, case.op, settings))
 
     def bench_workloads(self, backend: Any, settings: RunSettings, shapes: Any = None) -> list[Any]:
         return gated_bench_workloads(backend, settings, shapes)
@@ -257,9 +251,9 @@ def measure(op: OpSpec, x: torch.Tensor, y: torch.Tensor, chunk_bytes: int | Non
             missing.update(unclamped.to(out_dtype), exact)
             vs_unclamped.update(yc, unclamped)
             del unclamped
-            gate, up = ref.split_gate_up(xc, op.layout)
-            gate_above += int(torch.count_nonzero(gate > op.limit).item())
-            up_outside += int(torch.count_nonzero(up.abs() > op.limit).item())
+            above, outside = clamp_counts(xc, op)
+            gate_above += above
+            up_outside += outside
         if out_dtype == torch.float32:
             arith.update(ref.fused(xc, op), exact)
         del exact
@@ -296,6 +290,22 @@ def measure(op: OpSpec, x: torch.Tensor, y: torch.Tensor, chunk_bytes: int | Non
             discriminative_power=ratio(missing.rel_l2, acc.rel_l2),
         )
     return metrics
+
+
+def clamp_counts(x: torch.Tensor, op: OpSpec) -> tuple[int, int]:
+    """(gates above L, ups outside [-L, L]) among the activation inputs `x` [..., 2D]."""
+    gate, up = ref.split_gate_up(x, op.layout)
+    return (int(torch.count_nonzero(gate > op.limit).item()), int(torch.count_nonzero(up.abs() > op.limit).item()))
+
+
+def clamp_warnings(metrics: dict[str, Any], op: OpSpec, settings: RunSettings) -> list[str]:
+    """A warning when a missing clamp would hardly stand out over the backend's error."""
+    if op.clamped and metrics["elements"] and metrics["discriminative_power"] < settings.thresholds.weak_power:
+        return [
+            f"a missing clamp would stand out only {metrics['discriminative_power']:.1f}x over this"
+            " backend's error; raise --clamp-fraction or --scale"
+        ]
+    return []
 
 
 def decide(metrics: dict[str, Any], op: OpSpec, max_ratio: float, settings: RunSettings) -> tuple[str, list[str]]:
