@@ -211,3 +211,56 @@ def test_interpreter_works_when_triton_was_imported_first() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _prmt(a: int, b: int, selector: int) -> int:
+    """PTX prmt.b32 (default mode, no sign replication): byte i of the result is byte
+    (selector nibble i) of the 8-byte value {b, a}."""
+    pool = a | (b << 32)
+    return sum(((pool >> (8 * ((selector >> (4 * i)) & 7))) & 0xFF) << (8 * i) for i in range(4))
+
+
+def _halves(word: int, dtype: torch.dtype) -> list[float]:
+    pair = torch.tensor([word & 0xFFFF, word >> 16], dtype=torch.int32).to(torch.int16)
+    return pair.view(dtype).to(torch.float64).tolist()
+
+
+def _emulate_fp4x8_asm(word: int, scales: tuple[float, float, float, float], dtype: torch.dtype):
+    """The inline PTX of gemm._fp4x8_asm, step by step in Python (bf16: mask-multiply-mask;
+    fp16: mask-shift-multiply-add), each product rounded to the 16-bit type."""
+    magic = 2.0**126 if dtype == torch.bfloat16 else 2.0**14
+
+    def place(y: int, high: bool) -> int:
+        if dtype == torch.bfloat16:
+            t = y & (0x00F000F0 if high else 0x000F000F)
+            return (t * (0x104 if high else 0x1040)) & 0xFFFFFFFF & 0x81C081C0
+        if high:
+            return (((y & 0x00700070) * 0x20) + ((y & 0x00800080) << 8)) & 0xFFFFFFFF
+        return (((y & 0x00070007) * 0x200) + ((y & 0x00080008) << 12)) & 0xFFFFFFFF
+
+    def scaled(bits: int, s: tuple[float, float]) -> list[float]:
+        values = torch.tensor(_halves(bits, dtype), dtype=torch.float64)
+        once = (values.to(dtype) * torch.tensor(magic, dtype=dtype)).to(dtype)
+        return (once * torch.tensor(s, dtype=dtype)).to(torch.float64).tolist()
+
+    lo, hi = [], []
+    for selector, s in ((0x4140, scales[0:2]), (0x4342, scales[2:4])):
+        y = _prmt(word, 0, selector)
+        lo += scaled(place(y, False), s)
+        hi += scaled(place(y, True), s)
+    return lo, hi
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_inline_ptx_decoder_logic(dtype: torch.dtype) -> None:
+    """The GPU-only decoder's bit manipulation, emulated: 4 packed bytes -> the even
+    (low nibble) and odd (high nibble) weights of each byte times its block scale."""
+    g = torch.Generator().manual_seed(7)
+    table = torch.tensor(fp4.E2M1_VALUES, dtype=torch.float64)
+    words = [0, 0xFFFFFFFF, 0x76543210, 0xFEDCBA98] + torch.randint(0, 2**31, (60,), generator=g).tolist()
+    for word in words:
+        scales = tuple(float(s) for s in torch.tensor([0.5, 448.0, 2.0**-9, 3.25])[torch.randperm(4, generator=g)])
+        lo, hi = _emulate_fp4x8_asm(word, scales, dtype)
+        codes = [(word >> (8 * i)) & 0xFF for i in range(4)]
+        assert lo == [float(table[c & 0xF]) * s for c, s in zip(codes, scales)], hex(word)
+        assert hi == [float(table[c >> 4]) * s for c, s in zip(codes, scales)], hex(word)

@@ -5,7 +5,8 @@ values the tensor-core kernel, which computes the transposed tile `W_tile @ x_ti
 so that the small token count sits in the MMA's N dimension ("swap AB").
 
 The table was tuned on an H100 (scripts/tune_w4a16.py, numbers in
-kernels/w4a16/NOTES.md); split-K is chosen per shape so that the grid fills the GPU.
+kernels/w4a16/NOTES.md); split-K is chosen per shape (`split_target` programs).
+`SWIGLU_CHECK_W4A16_TABLE=<json>` replaces the table (the tuner writes that file).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ class GemmConfig:
 
 
 # (largest M of the bucket, config) in increasing M; the last bucket takes every larger M.
+# Written by scripts/tune_w4a16.py on the lent H100 (2026-11-22, Triton
+# 3.6, CUDA-graph timing; kernels/w4a16/NOTES.md). That run predates the inline-PTX
+# decoders (deq 2 and 3), which have not run on a GPU yet: re-tune before trusting them.
 GPU_TABLE: tuple[tuple[int, GemmConfig], ...] = (
-    (1, GemmConfig(block_n=64, block_m=16, block_k=256, num_warps=4, num_stages=4)),
-    (16, GemmConfig(block_n=64, block_m=16, block_k=256, num_warps=4, num_stages=4)),
-    (32, GemmConfig(block_n=64, block_m=32, block_k=256, num_warps=4, num_stages=4)),
-    (64, GemmConfig(block_n=64, block_m=64, block_k=256, num_warps=4, num_stages=3)),
-    (128, GemmConfig(block_n=128, block_m=64, block_k=128, num_warps=8, num_stages=3)),
-    (1 << 30, GemmConfig(block_n=128, block_m=128, block_k=128, num_warps=8, num_stages=3)),
+    (1, GemmConfig(block_n=32, block_m=1, block_k=256, num_warps=4, num_stages=3, deq=0, split_target=528)),
+    (16, GemmConfig(block_n=64, block_m=16, block_k=128, num_warps=4, num_stages=3, deq=1, split_target=1056)),
+    (1 << 30, GemmConfig(block_n=64, block_m=64, block_k=128, num_warps=4, num_stages=3, deq=1, split_target=264)),
 )
 # The interpreter runs one program at a time in numpy: small tiles keep CPU runs fast.
 INTERPRETER_CONFIG = GemmConfig(block_n=16, block_m=16, block_k=64, split_k=1, num_warps=4, num_stages=1)
@@ -90,7 +91,7 @@ def pick_config(m: int, n: int, k: int, *, interpreted: bool, block: int = 16) -
         table = _TABLE_CACHE.get(os.environ.get(TABLE_ENV))
         if table is None:
             table = _TABLE_CACHE.setdefault(os.environ.get(TABLE_ENV), gpu_table())
-        config = next(cfg for top, cfg in table if m <= top)
+        config = next((cfg for top, cfg in table if m <= top), table[-1][1])
     if config.block_k % block:
         config = replace(config, block_k=_cdiv(config.block_k, block) * block)
     if config.split_k == 0:

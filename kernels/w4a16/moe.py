@@ -50,11 +50,12 @@ class MoeConfig:
     block_k: int = 128
     num_warps: int = 4
     num_stages: int = 3
-    deq: int = 3  # dequantization recipe (gemm.py `_dequant_block`)
+    deq: int = 1  # dequantization recipe (gemm.py `_dequant_block`); 1 is the one validated on a GPU
 
 
 INTERPRETER_CONFIG = MoeConfig(block_n1=64, block_n2=64, block_m=16, block_k=64, num_stages=1, deq=3)
-# (largest token count of the bucket, config); scripts/tune_moe_w4a16.py writes such a table
+# (largest token count of the bucket, config); scripts/tune_moe_w4a16.py writes such a table.
+# Untuned: the GEMM's M <= 16 tiles (configs.py); the MoE kernels have not run on a GPU yet.
 GPU_TABLE: tuple[tuple[int, MoeConfig], ...] = ((1 << 30, MoeConfig()),)
 TABLE_ENV = "SWIGLU_CHECK_MOE_W4A16_TABLE"
 

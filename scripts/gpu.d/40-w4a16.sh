@@ -3,12 +3,16 @@
 # and the bench rows against cuBLAS. W4A16_TUNE=1 first runs the tile tuner.
 set -uo pipefail
 rc=0
+# at most 8 files come back from $OUT: the tuner's full outputs stay in $SCRATCH (its
+# summary, table included, goes to the log and the summary)
+SCRATCH=${SCRATCH:-/tmp/gpu-check-scratch}; mkdir -p "$SCRATCH"
 if [ "${W4A16_TUNE:-0}" = "1" ]; then
-  python3 scripts/tune_w4a16.py --out "$OUT/w4a16-tune.json" --table "$OUT/w4a16-table.json" \
-    --budget-s "${W4A16_TUNE_BUDGET:-200}" > "$OUT/w4a16-tune.log" 2>&1 || rc=1
-  sed -n '/==== tune summary/,$p' "$OUT/w4a16-tune.log" | tee -a "$SUMMARY"
+  python3 scripts/tune_w4a16.py --out "$SCRATCH/w4a16-tune.json" --table "$SCRATCH/w4a16-table.json" \
+    --budget-s "${W4A16_TUNE_BUDGET:-200}" > "$SCRATCH/w4a16-tune.log" 2>&1 || rc=1
+  grep -E "^(device|precompiled|copy|nvfp4|mxfp4|bucket)" "$SCRATCH/w4a16-tune.log"
+  sed -n '/==== tune summary/,$p' "$SCRATCH/w4a16-tune.log" | tee -a "$SUMMARY"
   # the rest of this part runs on the freshly tuned table (kernels/w4a16/configs.py, TABLE_ENV)
-  [ -s "$OUT/w4a16-table.json" ] && export SWIGLU_CHECK_W4A16_TABLE="$OUT/w4a16-table.json"
+  [ -s "$SCRATCH/w4a16-table.json" ] && export SWIGLU_CHECK_W4A16_TABLE="$SCRATCH/w4a16-table.json"
 fi
 python3 -m pytest -q -m gpu tests/test_w4a16_gemm.py tests/test_fp4.py 2>&1 | tail -n 15 | tee -a "$SUMMARY"
 [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
