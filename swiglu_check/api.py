@@ -50,6 +50,7 @@ def build_settings(
     group_size: int | None = None,
     ue8m0: bool = False,
     scale_layouts: Any = None,
+    sweep: str | None = None,
 ) -> RunSettings:
     """Validate loose user input (names, strings, numbers) into RunSettings.
 
@@ -98,6 +99,7 @@ def build_settings(
         chunk_bytes=chunk_bytes,
         input_sets=parse_input_sets(input_sets) if input_sets is not None else None,
         fp8=build_fp8_specs(group_size, ue8m0, parse_scale_layouts(as_list(scale_layouts)) or None),
+        sweep=sweep,
     )
 
 
@@ -105,7 +107,7 @@ def _as_list_of_shapes(shapes: Any) -> list[Any]:
     if isinstance(shapes, str):
         return [shapes]
     items = list(shapes)
-    if len(items) == 2 and all(isinstance(v, int) for v in items):
+    if len(items) >= 2 and all(isinstance(v, int) for v in items):
         return [tuple(items)]
     return items
 

@@ -44,6 +44,7 @@ class Workload:
     group: str = ""  # workloads of one group are compared to the group's reference
     reference: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    graph: bool = False  # time CUDA-graph replays (device time without the host's launch cost)
 
 
 @dataclass
@@ -126,6 +127,32 @@ def _cycles_per_ms() -> float:
     return cycles / max(start.elapsed_time(end), 1e-3)
 
 
+def time_graph(call: Callable[[int], Any], sets: int, *, replays: int = 15, min_calls: int = 16) -> list[float]:
+    """Milliseconds per call, from CUDA-graph replays of back-to-back calls cycling through
+    the input sets: device time without the host's per-launch cost (small launches whose
+    host overhead exceeds their kernel time are otherwise timed at the host's pace)."""
+    calls = sets * math.ceil(min_calls / sets)
+    for i in range(max(3, sets)):  # compile, allocate and warm up outside the capture
+        call(i % sets)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            call(i % sets)
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / calls)
+    del graph
+    return times
+
+
 def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:
     """Device-to-device copy bandwidth in bytes/s, counting bytes read plus written."""
     src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).normal_()
@@ -139,7 +166,7 @@ def measure(workloads: Iterable[Workload], copy_bytes_per_s: float) -> list[Timi
     timings: list[Timing] = []
     for w in workloads:
         try:
-            times = time_call(w.call, w.sets)
+            times = time_graph(w.call, w.sets) if w.graph else time_call(w.call, w.sets)
             median_ms = statistics.median(times)
             seconds = median_ms * 1e-3
             timings.append(Timing(

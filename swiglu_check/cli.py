@@ -143,6 +143,9 @@ CASE_OPTIONS = _options([
     click.option("--max-floor-ratio", type=float,
                  help=f"PASS threshold on rel-L2 / rounding floor for every kind and dtype"
                       f" (default {DEFAULT_MAX_FLOOR_RATIO:g}, or the configuration file's)."),
+    click.option("--sweep", metavar="NAME",
+                 help="A named set of operating points (e.g. dsv4-flash, dsv4-flash-ci for moe-w4a16);"
+                      " only the kinds that define it run."),
     click.option("--inputs", "input_sets", multiple=True, metavar="SET[,SET...]",
                  help=f"Input sets: {', '.join(DISTRIBUTIONS)}. Default: gaussian, plus gelu-tail for GELU ops."),
     click.option("--max-memory", metavar="SIZE",
@@ -221,7 +224,7 @@ def settings_from(resolved: dict[str, tuple[Any, str]], config: Config) -> RunSe
         scale=v("scale"), input_view=v("input_view", "contiguous"), thresholds=thresholds_from(resolved, config),
         input_sets=api.parse_input_sets(sets) if sets else None,
         group_size=v("group_size", DEFAULT_GROUP_SIZE), ue8m0=bool(v("ue8m0", False)),
-        scale_layouts=v("scale_layouts"),
+        scale_layouts=v("scale_layouts"), sweep=v("sweep"),
     )
     return replace(settings, max_memory=parse_size(max_memory)) if max_memory else settings
 

@@ -54,6 +54,7 @@ RUN_KEYS: dict[str, str] = {
     "input_view": "input view (contiguous, column-slice)",
     "input_sets": "input sets (gaussian, boundary, special, heavy-tail, gelu-tail)",
     "max_memory": "memory budget of one case (e.g. 8G)",
+    "sweep": "a named set of operating points (e.g. dsv4-flash)",
     "isolate": "run each backend in a child process",
     "group_size": "gated-fp8: elements per quantization group",
     "ue8m0": "gated-fp8: power-of-two scales",

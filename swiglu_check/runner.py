@@ -14,9 +14,10 @@ import torch
 
 from ._version import __version__
 from .backends import Backend
-from .kinds import InputCache, get_kind
+from .errors import InputError
 from .isolation import run_isolated
 from .journal import Journal
+from .kinds import KIND_MODULES, InputCache, get_kind
 from .results import ERROR, SKIP, CaseResult, Report
 from .settings import RunSettings
 from .shards import in_shard
@@ -27,9 +28,15 @@ ResultHook = Callable[[CaseResult], None]
 def plan(backends: Iterable[Backend], settings: RunSettings) -> list[tuple[Backend, Any]]:
     """Every (backend, case) pair, ordered so that backends of one case run back to back
     (the inputs are prepared once and shared)."""
+    if settings.sweep:
+        known = sorted({name for kind in KIND_MODULES for name in getattr(get_kind(kind), "sweeps", ())})
+        if settings.sweep not in known:
+            raise InputError(f"unknown sweep {settings.sweep!r}; known: {', '.join(known) or 'none'}")
     groups: dict[tuple[str, str], list[tuple[Backend, Any]]] = {}
     for backend in backends:
         kind = get_kind(backend.kind)
+        if settings.sweep and settings.sweep not in getattr(kind, "sweeps", ()):
+            continue  # a named sweep belongs to the kinds that define it
         for case in kind.cases(backend, settings):
             shared = case.case_id[len(backend.name) + 1 :]
             groups.setdefault((backend.kind, shared), []).append((backend, case))
@@ -211,4 +218,5 @@ def describe(settings: RunSettings, backends: list[Backend]) -> dict[str, Any]:
         "thresholds": asdict(settings.thresholds),
         "max_memory": settings.max_memory,
         "fp8": [asdict(spec) for spec in settings.fp8],
+        "sweep": settings.sweep,
     }

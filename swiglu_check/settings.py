@@ -57,7 +57,7 @@ class RunSettings:
     op: OpSpec = field(default_factory=lambda: preset("deepseek-v4"))
     limits: tuple[float | None, ...] | None = None  # None: the op's own limit
     dtypes: tuple[str, ...] = ("bf16", "fp16", "fp32")
-    shapes: tuple[tuple[int, int], ...] | None = None  # None: the kind's default for the device
+    shapes: tuple[tuple[int, ...], ...] | None = None  # None: the kind's default for the device
     seed: int = 0
     device: str = "cpu"
     inputs: InputSpec = field(default_factory=InputSpec)
@@ -66,6 +66,7 @@ class RunSettings:
     chunk_bytes: int | None = None  # memory budget of one reference chunk; None: derived
     max_memory: int | None = None  # bytes a case may need (inputs, output, reference chunks)
     fp8: tuple[Fp8Spec, ...] = field(default_factory=build_fp8_specs)  # `gated-fp8` cases: one per spec
+    sweep: str | None = None  # a named set of operating points; only kinds that define it run
 
     @property
     def device_type(self) -> str:
@@ -78,10 +79,17 @@ class RunSettings:
 
 
 _SHAPE = re.compile(r"^\s*(\d+)\s*[xX*,]\s*(\d+)\s*$")
+_DIMS = re.compile(r"^\s*\d+(\s*[xX*]\s*\d+){2,4}\s*$")
 
 
-def parse_shape(text: str) -> tuple[int, int]:
-    """`TxD`: T tokens (may be 0), D output width (input is T x 2D)."""
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`TxD`: T tokens (may be 0), D output width (input is T x 2D). Other kinds take
+    3 to 5 dimensions (e.g. `MxKxN`); each kind runs the shapes of its own arity."""
+    if _DIMS.match(text):
+        dims = tuple(int(v) for v in re.split(r"\s*[xX*]\s*", text.strip()))
+        if dims[-1] == 0:
+            raise InputError(f"shape {text!r} has a zero last dimension")
+        return dims
     match = _SHAPE.match(text)
     if not match:
         raise InputError(f"malformed shape {text!r}; expected TxD, e.g. 64x2048 (D = output width)")
@@ -91,8 +99,8 @@ def parse_shape(text: str) -> tuple[int, int]:
     return tokens, width
 
 
-def parse_shapes(values: tuple[str, ...] | list[str]) -> list[tuple[int, int]]:
-    shapes: list[tuple[int, int]] = []
+def parse_shapes(values: tuple[str, ...] | list[str]) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
     for value in values:
         for part in str(value).split(";"):
             shape = parse_shape(part)

@@ -27,6 +27,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "swiglu_check.backends.torch_backends",
     "swiglu_check.backends.triton_backends",
     "swiglu_check.backends.cuda_backend",
+    "swiglu_check.kernels.w4a16.backends",
 )
 
 

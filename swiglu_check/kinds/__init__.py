@@ -81,9 +81,19 @@ class InputCache:
         self._items.clear()
 
 
+def kind_shapes(settings: RunSettings, arity: int, default: Any) -> tuple[tuple[int, ...], ...]:
+    """The `--shape`s of this kind's arity (other arities belong to other kinds), or the
+    kind's default when no shape was given."""
+    if not settings.shapes:
+        return tuple(default)
+    return tuple(shape for shape in settings.shapes if len(shape) == arity)
+
+
 KIND_MODULES: dict[str, str] = {
     "gated": "swiglu_check.kinds.gated",
     "gated-fp8": "swiglu_check.kinds.gated_fp8",
+    "linear-w4a16": "swiglu_check.kinds.linear_w4a16",
+    "moe-w4a16": "swiglu_check.kinds.moe_w4a16",
 }
 
 

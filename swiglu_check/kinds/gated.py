@@ -36,7 +36,7 @@ from ..metrics import ErrorAccumulator, ratio, row_chunks
 from ..ops import OpSpec, is_number, parse_limit
 from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CaseResult
 from ..settings import RunSettings
-from . import Column, InputCache
+from . import Column, InputCache, kind_shapes
 from .format import fmt_coverage, fmt_num, fmt_ratio, fmt_shape
 
 NAME = "gated"
@@ -142,7 +142,7 @@ class GatedKind:
     ]
 
     def cases(self, backend: Any, settings: RunSettings) -> list[GatedCase]:
-        shapes = settings.shapes or default_shapes(settings.device_type)
+        shapes = kind_shapes(settings, 2, default_shapes(settings.device_type))
         return [
             GatedCase(backend.name, op, dtype, tokens, width, settings.seed, replace(settings.inputs, distribution=name))
             for op in settings.ops()
@@ -296,9 +296,9 @@ class ClampStats:
                output: torch.Tensor, missing_output: torch.Tensor) -> None:
         self.missing.update(missing_output, exact)
         self.vs_unclamped.update(output, unclamped)
-        gate, up = ref.split_gate_up(x, op.layout)
-        self.gate_above += int(torch.count_nonzero(gate > op.limit).item())
-        self.up_outside += int(torch.count_nonzero(up.abs() > op.limit).item())
+        above, outside = clamp_counts(x, op)
+        self.gate_above += above
+        self.up_outside += outside
 
     def metrics(self, elements: int, rel_l2: float, floor: float) -> dict[str, Any]:
         return dict(
@@ -361,6 +361,12 @@ def measure(op: OpSpec, x: torch.Tensor, y: torch.Tensor, chunk_bytes: int | Non
     if clamp is not None:
         metrics.update(clamp.metrics(elements, acc.rel_l2, floor))
     return metrics
+
+
+def clamp_counts(x: torch.Tensor, op: OpSpec) -> tuple[int, int]:
+    """(gates above L, ups outside [-L, L]) among the activation inputs `x` [..., 2D]."""
+    gate, up = ref.split_gate_up(x, op.layout)
+    return (int(torch.count_nonzero(gate > op.limit).item()), int(torch.count_nonzero(up.abs() > op.limit).item()))
 
 
 def clamp_warnings(metrics: dict[str, Any], op: OpSpec, settings: RunSettings) -> list[str]:
@@ -459,7 +465,7 @@ def gated_bench_workloads(backend: Any, settings: RunSettings, shapes: Any = Non
         for dtype in settings.dtypes:
             if not backend.supports(dtype, settings.device_type, op)[0]:
                 continue
-            for tokens, width in shapes or BENCH_SHAPES:
+            for tokens, width in [s for s in shapes if len(s) == 2] if shapes else BENCH_SHAPES:
                 size = dt.to_torch(dtype).itemsize
                 xs = bench_inputs(tokens, width, dtype, op, settings)
                 workloads.append(Workload(

@@ -37,7 +37,7 @@ from ..ops import OpSpec
 from ..quant import Fp8Spec
 from ..results import ERROR, CaseResult
 from ..settings import RunSettings
-from . import Column, InputCache
+from . import Column, InputCache, kind_shapes
 from .format import fmt_coverage, fmt_num, fmt_ratio, fmt_shape
 from .gated import (
     BENCH_SHAPES,
@@ -133,7 +133,7 @@ class GatedFp8Kind:
     ]
 
     def cases(self, backend: Any, settings: RunSettings) -> list[GatedFp8Case]:
-        shapes = settings.shapes or default_shapes(settings.device_type)
+        shapes = kind_shapes(settings, 2, default_shapes(settings.device_type))
         return [
             GatedFp8Case(backend.name, op, dtype, tokens, width, settings.seed, settings.inputs, spec)
             for op in settings.ops()

@@ -1,0 +1,102 @@
+"""Tile configurations of the W4A16 GEMM, picked per M bucket (no Triton import here).
+
+`block_m == 1` selects the GEMV kernel (CUDA cores, one token per program); larger
+values the tensor-core kernel, which computes the transposed tile `W_tile @ x_tile^T`
+so that the small token count sits in the MMA's N dimension ("swap AB").
+
+The table was tuned on an H100 (scripts/tune_w4a16.py, numbers in
+kernels/w4a16/NOTES.md); split-K is chosen per shape (`split_target` programs).
+`SWIGLU_CHECK_W4A16_TABLE=<json>` replaces the table (the tuner writes that file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+
+SPLIT_K_MAX = 8
+TABLE_ENV = "SWIGLU_CHECK_W4A16_TABLE"  # a JSON table (scripts/tune_w4a16.py) replacing GPU_TABLE
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    block_n: int  # output features per program
+    block_m: int  # tokens per program (1: the GEMV kernel)
+    block_k: int  # K elements per loop step (a multiple of the format's block size)
+    split_k: int = 0  # 0: choose from the shape (split_target); else the number of K splits
+    num_warps: int = 4
+    num_stages: int = 3
+    deq: int = 0  # dequantization recipe (kernels/w4a16/gemm.py, `_dequant`)
+    split_target: int = 0  # split-K aims at this many programs (0: never split)
+
+    @property
+    def label(self) -> str:
+        return (f"n{self.block_n}m{self.block_m}k{self.block_k}s{self.split_k}"
+                f"w{self.num_warps}p{self.num_stages}d{self.deq}")
+
+
+# (largest M of the bucket, config) in increasing M; the last bucket takes every larger M.
+# Written by scripts/tune_w4a16.py on the lent H100 (2026-11-22, Triton
+# 3.6, CUDA-graph timing; kernels/w4a16/NOTES.md). That run predates the inline-PTX
+# decoders (deq 2 and 3), which have not run on a GPU yet: re-tune before trusting them.
+GPU_TABLE: tuple[tuple[int, GemmConfig], ...] = (
+    (1, GemmConfig(block_n=32, block_m=1, block_k=256, num_warps=4, num_stages=3, deq=0, split_target=528)),
+    (16, GemmConfig(block_n=64, block_m=16, block_k=128, num_warps=4, num_stages=3, deq=1, split_target=1056)),
+    (1 << 30, GemmConfig(block_n=64, block_m=64, block_k=128, num_warps=4, num_stages=3, deq=1, split_target=264)),
+)
+# The interpreter runs one program at a time in numpy: small tiles keep CPU runs fast.
+INTERPRETER_CONFIG = GemmConfig(block_n=16, block_m=16, block_k=64, split_k=1, num_warps=4, num_stages=1)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def choose_split_k(config: GemmConfig, m: int, n: int, k: int) -> int:
+    """The power-of-two split of K that brings the grid closest to `split_target`
+    programs from below, keeping at least two BLOCK_K steps per split."""
+    if config.split_target <= 0:
+        return 1
+    programs = _cdiv(n, config.block_n) * (m if config.block_m == 1 else _cdiv(m, config.block_m))
+    split = 1
+    while (split * 2 <= SPLIT_K_MAX and programs * split * 2 <= config.split_target
+           and k // (split * 2) >= 2 * config.block_k):
+        split *= 2
+    return split
+
+
+def load_table(path: str) -> tuple[tuple[int, GemmConfig], ...]:
+    """A table written by scripts/tune_w4a16.py: [{"m_max": int, "config": {...}}, ...]."""
+    with open(path) as f:
+        rows = json.load(f)
+    return tuple((int(row["m_max"]), GemmConfig(**row["config"])) for row in rows)
+
+
+def table_json(table: tuple[tuple[int, GemmConfig], ...]) -> str:
+    rows = [json.dumps({"m_max": top, "config": asdict(cfg)}) for top, cfg in table]
+    return "[\n " + ",\n ".join(rows) + "\n]\n"
+
+
+def gpu_table() -> tuple[tuple[int, GemmConfig], ...]:
+    path = os.environ.get(TABLE_ENV)
+    return load_table(path) if path else GPU_TABLE
+
+
+def pick_config(m: int, n: int, k: int, *, interpreted: bool, block: int = 16) -> GemmConfig:
+    """The config for one problem; `block` is the format's scale block (16 or 32)."""
+    if interpreted:
+        config = INTERPRETER_CONFIG
+    else:
+        table = _TABLE_CACHE.get(os.environ.get(TABLE_ENV))
+        if table is None:
+            table = _TABLE_CACHE.setdefault(os.environ.get(TABLE_ENV), gpu_table())
+        config = next((cfg for top, cfg in table if m <= top), table[-1][1])
+    if config.block_k % block:
+        config = replace(config, block_k=_cdiv(config.block_k, block) * block)
+    if config.split_k == 0:
+        config = replace(config, split_k=choose_split_k(config, m, n, k))
+    return config
+
+
+_TABLE_CACHE: dict[str | None, tuple[tuple[int, GemmConfig], ...]] = {}

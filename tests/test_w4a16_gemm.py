@@ -1,0 +1,266 @@
+"""The Triton W4A16 GEMM (interpreted on the CPU, compiled on a GPU) and the
+`linear-w4a16` check kind, including planted bugs that must FAIL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from swiglu_check import api
+from swiglu_check.cli import cli
+from swiglu_check.kernels.w4a16.backends import triton_gemm_backend
+from swiglu_check.kernels.w4a16.configs import GemmConfig, choose_split_k, pick_config
+from swiglu_check.dtypes import ulp_distance
+from swiglu_check.kernels.w4a16.gemm import INTERPRETED, w4a16_matmul
+from swiglu_check.kinds.w4a16_common import ideal_output
+from swiglu_check.references import fp4
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def make_problem(fmt: str, m: int, k: int, n: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g) / k**0.5
+    q = fp4.quantize(w, fmt).to(DEVICE)
+    x = torch.randn(m, k, generator=g).to(dtype).to(DEVICE)
+    exact = x.double() @ fp4.dequantize(q).T
+    return x, q, exact
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b).norm() / b.norm())
+
+
+# (config, shape): the dot kernel with and without split-K, the GEMV kernel, a K tail
+CONFIGS = [
+    (GemmConfig(16, 16, 64, split_k=1, num_stages=1), (5, 96, 48)),
+    (GemmConfig(16, 16, 32, split_k=3, num_stages=1), (17, 96, 40)),
+    (GemmConfig(32, 16, 64, split_k=2, num_stages=1), (3, 160, 33)),
+    (GemmConfig(16, 1, 64, split_k=1, num_stages=1), (2, 96, 20)),
+    (GemmConfig(16, 1, 32, split_k=2, num_stages=1), (1, 128, 16)),
+    (GemmConfig(32, 16, 64, split_k=1, num_stages=1, deq=1), (5, 96, 48)),
+    (GemmConfig(16, 16, 64, split_k=2, num_stages=1, deq=3), (5, 192, 40)),  # K-permuted order
+]
+
+
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("config,shape", CONFIGS, ids=[c.label + f"-{s}" for c, s in CONFIGS])
+def test_kernel_matches_fp32_reference(fmt: str, dtype: str, config: GemmConfig, shape: tuple) -> None:
+    if config.block_k % fp4.BLOCK_SIZE[fmt]:
+        pytest.skip("block_k must be a multiple of the format's block")
+    if config.deq == 1 and dtype == "bf16" and INTERPRETED:
+        pytest.skip("Triton 3.9's interpreter computes bf16 arithmetic on the raw bits")
+    m, k, n = shape
+    x, q, exact = make_problem(fmt, m, k, n, DTYPES[dtype])
+    y = w4a16_matmul(x, q, config=config)
+    assert y.shape == (m, n) and y.dtype == x.dtype
+    # fp32 accumulation, one rounding: at most one ULP from the ideal output (exact
+    # rounded once; by truncation for bf16 under the interpreter), and about its error
+    ideal, _ = ideal_output(exact, x.dtype, INTERPRETED)
+    assert int(ulp_distance(y, ideal).max()) <= 1
+    assert rel_l2(y, exact) <= 1.5 * rel_l2(ideal, exact) + 1e-12
+
+
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+def test_split_k_is_deterministic_and_matches(fmt: str) -> None:
+    x, q, exact = make_problem(fmt, 4, 256, 32, torch.float16)
+    one = w4a16_matmul(x, q, config=GemmConfig(16, 16, 64, split_k=1, num_stages=1))
+    four = [w4a16_matmul(x, q, config=GemmConfig(16, 16, 64, split_k=4, num_stages=1)) for _ in range(2)]
+    assert torch.equal(four[0], four[1])
+    assert (one.float() - four[0].float()).abs().max() <= 2 * torch.finfo(torch.float16).eps * one.float().abs().max()
+
+
+def test_empty_and_bad_arguments() -> None:
+    x, q, _ = make_problem("nvfp4", 0, 64, 16, torch.bfloat16)
+    assert w4a16_matmul(x, q).shape == (0, 16)
+    with pytest.raises(ValueError, match="K mismatch"):
+        w4a16_matmul(torch.zeros(2, 32, dtype=torch.bfloat16, device=DEVICE), q)
+    with pytest.raises(ValueError, match="bf16 or fp16"):
+        w4a16_matmul(torch.zeros(2, 64, device=DEVICE), q)
+    with pytest.raises(ValueError, match="unknown planted bug"):
+        w4a16_matmul(torch.zeros(2, 64, dtype=torch.bfloat16, device=DEVICE), q, plant="typo")
+
+
+def test_pick_config_rounds_block_k_and_splits() -> None:
+    cfg = pick_config(1, 4096, 14336, interpreted=False, block=32)
+    assert cfg.block_k % 32 == 0 and cfg.split_k >= 1
+    small = pick_config(1, 64, 64, interpreted=False, block=16)
+    assert small.split_k == 1  # K too short to split
+    wide = GemmConfig(64, 16, 256, split_target=256)
+    assert choose_split_k(wide, 16, 4096, 14336) == 4  # 64 programs -> 4 splits of 3584
+    assert choose_split_k(wide, 16, 14336, 4096) == 1  # 224 programs already
+    assert choose_split_k(wide, 16, 1024, 1024) == 2  # at least two K steps per split
+    assert choose_split_k(GemmConfig(64, 16, 256), 16, 64, 1 << 20) == 1  # no target: no split
+
+
+def test_table_round_trips_through_json(tmp_path, monkeypatch) -> None:
+    from swiglu_check.kernels.w4a16 import configs
+
+    table = ((1, GemmConfig(16, 1, 512, num_warps=8, split_target=264)), (1 << 30, GemmConfig(128, 16, 128)))
+    path = tmp_path / "table.json"
+    path.write_text(configs.table_json(table))
+    assert configs.load_table(str(path)) == table
+    monkeypatch.setenv(configs.TABLE_ENV, str(path))
+    assert pick_config(1, 4096, 4096, interpreted=False, block=16).block_n == 16
+    assert pick_config(7, 4096, 4096, interpreted=False, block=16).block_n == 128
+
+
+def run_backend(backend, dtypes="bf16,fp16", shapes="16x96x128"):  # >= 2048 outputs to judge
+    settings = api.build_settings(dtypes=dtypes, shapes=shapes, device=DEVICE)
+    return api.run([backend], settings)
+
+
+@pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
+def test_planted_bugs_fail_through_the_runner(plant: str) -> None:
+    backend = triton_gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+    report = run_backend(backend)
+    assert len(report.results) == 4
+    for result in report.results:
+        assert result.verdict == "FAIL", result.case_id
+        assert result.metrics["floor_ratio"] > 10, result.metrics
+        assert "floor ratio" in result.reasons[0]
+    assert report.exit_code == 1
+
+
+def test_real_backends_pass_through_the_runner() -> None:
+    report = api.check(["w4a16-nvfp4", "w4a16-mxfp4", "torch-w4a16"], dtypes="bf16,fp16",
+                       shapes="16x96x128", device=DEVICE)
+    assert report.passed and len(report.results) == 8
+    for result in report.results:
+        assert result.metrics["floor_ratio"] < 1.2, result.case_id
+        assert 0.05 < result.metrics["quant_rel_l2"] < 0.2  # information only
+
+
+def test_cli_run_and_bad_shape() -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["run", "--backend", "w4a16-mxfp4", "--dtype", "bf16", "--shape", "16x64x128",
+                             "--device", DEVICE])
+    assert ok.exit_code == 0, ok.output
+    assert "w4a16-mxfp4/mxfp4/bf16/16x64x128/s0" in ok.output
+    bad = runner.invoke(cli, ["run", "--backend", "w4a16-nvfp4", "--shape", "3x40x32", "--device", DEVICE])
+    assert bad.exit_code == 2
+    assert "not a multiple of nvfp4's block size 16" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_case_ids_round_trip() -> None:
+    from swiglu_check.kinds import get_kind
+
+    kind = get_kind("linear-w4a16")
+    case = kind.parse_case_id("w4a16-nvfp4", "nvfp4/bf16/16x4096x14336/s3")
+    assert case.case_id == "w4a16-nvfp4/nvfp4/bf16/16x4096x14336/s3"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("m", [1, 2, 16, 17, 64, 100, 256])
+def test_gpu_table_configs_are_exact(fmt: str, m: int) -> None:
+    for dtype in DTYPES.values():
+        x, q, exact = make_problem(fmt, m, 4096, 1536, dtype, seed=m)
+        y = w4a16_matmul(x, q)
+        assert rel_l2(y, exact) <= 1.2 * rel_l2(exact.to(dtype), exact)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
+def test_gpu_planted_bugs_fail(plant: str) -> None:
+    backend = triton_gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+    report = run_backend(backend, shapes="16x4096x1024")
+    assert [r.verdict for r in report.results] == ["FAIL"] * 4
+
+
+@pytest.mark.gpu
+def test_gpu_split_k_is_deterministic() -> None:
+    x, q, _ = make_problem("nvfp4", 8, 14336, 512, torch.bfloat16)
+    config = GemmConfig(64, 16, 256, split_k=8, num_warps=4, num_stages=3)
+    outs = [w4a16_matmul(x, q, config=config) for _ in range(5)]
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+def test_gpu_quantization_matches_the_cpu_bytes(fmt: str) -> None:
+    w = torch.randn(64, 512, generator=torch.Generator().manual_seed(5)) * 0.02
+    on_cpu, on_gpu = fp4.quantize(w, fmt), fp4.quantize(w.cuda(), fmt)
+    assert torch.equal(on_cpu.packed, on_gpu.packed.cpu()) and torch.equal(on_cpu.scales, on_gpu.scales.cpu())
+    assert torch.equal(on_cpu.global_scale, on_gpu.global_scale.cpu())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the interpreter set-up (no CUDA device)")
+def test_interpreter_works_when_triton_was_imported_first() -> None:
+    """torch.compile imports Triton before our module sets TRITON_INTERPRET: Triton's own
+    @jit helpers are then compiled-mode functions, which the kernels must not call."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import triton.language, torch\n"
+        "from swiglu_check.kernels.w4a16.gemm import w4a16_matmul\n"
+        "from swiglu_check.kernels.w4a16.configs import GemmConfig\n"
+        "from swiglu_check.references import fp4\n"
+        "q = fp4.quantize(torch.randn(32, 64), 'nvfp4'); x = torch.randn(3, 64).half()\n"
+        "for cfg in (GemmConfig(16, 16, 32, 2, 4, 1), GemmConfig(16, 1, 32, 2, 4, 1)):\n"
+        "    y = w4a16_matmul(x, q, config=cfg)\n"
+        "    assert (y.double() - x.double() @ fp4.dequantize(q).T).abs().max() < 0.05\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _prmt(a: int, b: int, selector: int) -> int:
+    """PTX prmt.b32 (default mode, no sign replication): byte i of the result is byte
+    (selector nibble i) of the 8-byte value {b, a}."""
+    pool = a | (b << 32)
+    return sum(((pool >> (8 * ((selector >> (4 * i)) & 7))) & 0xFF) << (8 * i) for i in range(4))
+
+
+def _halves(word: int, dtype: torch.dtype) -> list[float]:
+    pair = torch.tensor([word & 0xFFFF, word >> 16], dtype=torch.int32).to(torch.int16)
+    return pair.view(dtype).to(torch.float64).tolist()
+
+
+def _emulate_fp4x8_asm(word: int, scales: tuple[float, float, float, float], dtype: torch.dtype):
+    """The inline PTX of gemm._fp4x8_asm, step by step in Python (bf16: mask-multiply-mask;
+    fp16: mask-shift-multiply-add), each product rounded to the 16-bit type."""
+    magic = 2.0**126 if dtype == torch.bfloat16 else 2.0**14
+
+    def place(y: int, high: bool) -> int:
+        if dtype == torch.bfloat16:
+            t = y & (0x00F000F0 if high else 0x000F000F)
+            return (t * (0x104 if high else 0x1040)) & 0xFFFFFFFF & 0x81C081C0
+        if high:
+            return (((y & 0x00700070) * 0x20) + ((y & 0x00800080) << 8)) & 0xFFFFFFFF
+        return (((y & 0x00070007) * 0x200) + ((y & 0x00080008) << 12)) & 0xFFFFFFFF
+
+    def scaled(bits: int, s: tuple[float, float]) -> list[float]:
+        values = torch.tensor(_halves(bits, dtype), dtype=torch.float64)
+        once = (values.to(dtype) * torch.tensor(magic, dtype=dtype)).to(dtype)
+        return (once * torch.tensor(s, dtype=dtype)).to(torch.float64).tolist()
+
+    lo, hi = [], []
+    for selector, s in ((0x4140, scales[0:2]), (0x4342, scales[2:4])):
+        y = _prmt(word, 0, selector)
+        lo += scaled(place(y, False), s)
+        hi += scaled(place(y, True), s)
+    return lo, hi
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_inline_ptx_decoder_logic(dtype: torch.dtype) -> None:
+    """The GPU-only decoder's bit manipulation, emulated: 4 packed bytes -> the even
+    (low nibble) and odd (high nibble) weights of each byte times its block scale."""
+    g = torch.Generator().manual_seed(7)
+    table = torch.tensor(fp4.E2M1_VALUES, dtype=torch.float64)
+    words = [0, 0xFFFFFFFF, 0x76543210, 0xFEDCBA98] + torch.randint(0, 2**31, (60,), generator=g).tolist()
+    for word in words:
+        scales = tuple(float(s) for s in torch.tensor([0.5, 448.0, 2.0**-9, 3.25])[torch.randperm(4, generator=g)])
+        lo, hi = _emulate_fp4x8_asm(word, scales, dtype)
+        codes = [(word >> (8 * i)) & 0xFF for i in range(4)]
+        assert lo == [float(table[c & 0xF]) * s for c, s in zip(codes, scales)], hex(word)
+        assert hi == [float(table[c >> 4]) * s for c, s in zip(codes, scales)], hex(word)
