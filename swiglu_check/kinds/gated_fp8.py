@@ -56,7 +56,7 @@ from .gated import (
 from .gated import KIND as GATED
 
 NAME = "gated-fp8"
-CPU_SHAPES = ((64, 512), (17, 384))
+CPU_SHAPES = ((16, 384),)  # interpreted on a CPU: one shape of 6144 outputs keeps the default run short
 GPU_SHAPES = ((1024, 2048), (257, 7168), (8192, 7168))
 # float64 temporaries per output element: exact, unclamped, their quantized and
 # dequantized copies, the expanded scales, the kernel's dequantized output (~16)
