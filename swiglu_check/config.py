@@ -31,7 +31,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .errors import InputError
-from .settings import DEFAULT_REGRESSION_FACTOR
 
 CONFIG_FILE = "swiglu-check.toml"
 # key -> (type check, description). Lists may also be given as comma-separated strings.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -153,6 +154,32 @@ class ErrorAccumulator:
     @property
     def floor(self) -> float:
         return rel(self.sq_floor, self.sq_ref)
+
+    def summary(self, rows: int, width: int, *, floor: float | None = None, floor_kind: str = "round-once") -> dict[str, Any]:
+        """The metrics every check kind reports for one `[rows, width]` output (the names
+        `kinds.gated.decide` reads); `floor` replaces the accumulated one when given."""
+        floor = self.floor if floor is None else floor
+        worst_row, worst_col = divmod(self.worst.index, width) if self.worst.index >= 0 and width else (-1, -1)
+        return {
+            "elements": rows * width,
+            "rel_l2": self.rel_l2,
+            "max_abs": self.max_abs,
+            "floor": floor,
+            "floor_kind": floor_kind,
+            "floor_ratio": ratio(self.rel_l2, floor),
+            "ulp_max": self.ulps.maximum if self.ulps else 0,
+            "ulp_p99": self.ulps.quantile(0.99) if self.ulps else 0,
+            "nan_mismatch": self.nan_mismatch,
+            "nan_hidden": self.nan_hidden,
+            "nan_created": self.nan_created,
+            "inf_mismatch": self.inf_mismatch,
+            "reference_nan": self.reference_nan,
+            "reference_inf": self.reference_inf,
+            "worst_row": worst_row,
+            "worst_col": worst_col,
+            "worst_output": self.worst.output,
+            "worst_exact": self.worst.exact,
+        }
 
 
 def rel(sq_num: float, sq_den: float) -> float:

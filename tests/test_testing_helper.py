@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from swiglu_check.references import gated as ref
 from swiglu_check.testing import assert_matches_reference
 
 

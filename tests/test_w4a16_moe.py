@@ -13,7 +13,6 @@ from swiglu_check import api
 from swiglu_check.backends import Backend
 from swiglu_check.cli import cli
 from swiglu_check.kernels.w4a16.backends import moe_call, torch_moe
-from swiglu_check.kernels.w4a16.gemm import INTERPRETED
 from swiglu_check.kernels.w4a16.moe import _align_kernel, _next_pow2, moe_w4a16
 from swiglu_check.kinds import get_kind
 from swiglu_check.ops import PRESETS, OpSpec

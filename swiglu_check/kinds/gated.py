@@ -215,8 +215,7 @@ class GatedKind:
             backend.call_out(x, case.op, out)
             return out
         if x.is_cuda:
-            del_me = poisoned(shape, x.dtype, x.device)
-            del del_me
+            poisoned(shape, x.dtype, x.device)  # freed at once: the allocator's next block holds poison
         return backend.call(x, case.op)
 
     def judge(self, case: GatedCase, prepared: Prepared, output: Any, settings: RunSettings, backend: Any) -> CaseResult:
@@ -337,27 +336,7 @@ def measure(op: OpSpec, x: torch.Tensor, y: torch.Tensor, chunk_bytes: int | Non
     floor = acc.floor
     if out_dtype == torch.float32 and arith.rel_l2 > floor:
         floor, floor_kind = arith.rel_l2, "fp32-arith"
-    worst_row, worst_col = divmod(acc.worst.index, width) if acc.worst.index >= 0 else (-1, -1)
-    metrics: dict[str, Any] = {
-        "elements": elements,
-        "rel_l2": acc.rel_l2,
-        "max_abs": acc.max_abs,
-        "floor": floor,
-        "floor_kind": floor_kind,
-        "floor_ratio": ratio(acc.rel_l2, floor),
-        "ulp_max": acc.ulps.maximum if acc.ulps else 0,
-        "ulp_p99": acc.ulps.quantile(0.99) if acc.ulps else 0,
-        "nan_mismatch": acc.nan_mismatch,
-        "nan_hidden": acc.nan_hidden,
-        "nan_created": acc.nan_created,
-        "inf_mismatch": acc.inf_mismatch,
-        "reference_nan": acc.reference_nan,
-        "reference_inf": acc.reference_inf,
-        "worst_row": worst_row,
-        "worst_col": worst_col,
-        "worst_output": acc.worst.output,
-        "worst_exact": acc.worst.exact,
-    }
+    metrics = acc.summary(tokens, width, floor=floor, floor_kind=floor_kind)
     if clamp is not None:
         metrics.update(clamp.metrics(elements, acc.rel_l2, floor))
     return metrics

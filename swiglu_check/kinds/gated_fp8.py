@@ -32,7 +32,7 @@ from swiglu_check.references import fp8 as fp8_ref
 from swiglu_check.references import gated as ref
 
 from ..errors import InputError
-from ..metrics import ErrorAccumulator, ratio, row_chunks
+from ..metrics import ErrorAccumulator, row_chunks
 from ..ops import OpSpec
 from ..quant import Fp8Spec
 from ..results import ERROR, CaseResult
@@ -246,24 +246,12 @@ def measure(op: OpSpec, spec: Fp8Spec, x: torch.Tensor, q: torch.Tensor, scales:
     elements = tokens * width
     n_scales = tokens * (width // group)
     floor = floor_acc.rel_l2
-    worst_row, worst_col = divmod(acc.worst.index, width) if acc.worst.index >= 0 else (-1, -1)
     metrics: dict[str, Any] = {
-        "elements": elements,
-        "rel_l2": acc.rel_l2,
-        "max_abs": acc.max_abs,
-        "floor": floor,
-        "floor_kind": "exact-quantizer",
-        "floor_ratio": ratio(acc.rel_l2, floor),
+        **acc.summary(tokens, width, floor=floor, floor_kind="exact-quantizer"),
         "scale_mismatch": scale_mismatch / n_scales if n_scales else 0.0,
         "scale_max_rel_diff": scale_max_rel,
         "codes_far": codes_far / elements if elements else 0.0,
         "codes_differ": codes_differ / elements if elements else 0.0,
-        "nan_mismatch": acc.nan_mismatch,
-        "inf_mismatch": acc.inf_mismatch,
-        "worst_row": worst_row,
-        "worst_col": worst_col,
-        "worst_output": acc.worst.output,
-        "worst_exact": acc.worst.exact,
     }
     if clamp is not None:
         metrics.update(clamp.metrics(elements, acc.rel_l2, floor))

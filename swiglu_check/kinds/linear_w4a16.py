@@ -37,7 +37,7 @@ from . import Column, InputCache, kind_shapes
 from .format import fmt_num, fmt_ratio, fmt_shape
 from .gated import decide, output_problem
 from .w4a16_common import (
-    DTYPE_COLUMN, FORMAT_COLUMN, QUANT_COLUMN, dtypes_of, floor_metrics, formats_of, ideal_output,
+    DTYPE_COLUMN, FORMAT_COLUMN, QUANT_COLUMN, dtypes_of, formats_of, ideal_output,
     quantized_weight,
 )
 
@@ -133,7 +133,7 @@ class LinearW4A16Kind:
         ideal, floor_kind = ideal_output(prepared.exact, x.dtype, backend.interpreted(settings.device_type))
         acc = ErrorAccumulator()
         acc.update(output, prepared.exact, ideal)
-        metrics = floor_metrics(acc, case.m, case.n, floor_kind)
+        metrics = acc.summary(case.m, case.n, floor_kind=floor_kind)
         metrics["quant_rel_l2"] = prepared.quant_rel_l2
         verdict, reasons = decide(metrics, _UNCLAMPED, settings.thresholds.floor_ratio_limit(case.dtype), settings)
         return result_for(case, verdict, reasons, metrics)

@@ -52,7 +52,7 @@ from . import Column, InputCache, kind_shapes
 from .format import fmt_coverage, fmt_num, fmt_ratio
 from .gated import clamp_counts, clamp_warnings, decide, limit_text, output_problem
 from .w4a16_common import (
-    DTYPE_COLUMN, FORMAT_COLUMN, QUANT_COLUMN, WEIGHT_SEED_OFFSET, dtypes_of, floor_metrics, formats_of,
+    DTYPE_COLUMN, FORMAT_COLUMN, QUANT_COLUMN, WEIGHT_SEED_OFFSET, dtypes_of, formats_of,
     round_toward_zero_bf16,
 )
 
@@ -355,7 +355,7 @@ def moe_metrics(output: torch.Tensor, refs: References, case: MoeCase) -> dict[s
     """The gated kind's metrics (so `gated.decide` applies), on the layer's output."""
     acc = ErrorAccumulator()
     acc.update(output, refs.exact, refs.ideal)
-    metrics = floor_metrics(acc, case.tokens, case.hidden, refs.floor_kind)
+    metrics = acc.summary(case.tokens, case.hidden, floor_kind=refs.floor_kind)
     recipe = ErrorAccumulator()
     recipe.update(refs.recipe, refs.exact)
     metrics["recipe_rel_l2"] = recipe.rel_l2

@@ -68,27 +68,6 @@ def ideal_output(exact: torch.Tensor, dtype: torch.dtype, interpreted: bool) -> 
     return exact.to(dtype), "round-once"
 
 
-def floor_metrics(acc: Any, rows: int, width: int, floor_kind: str) -> dict[str, Any]:
-    """The gated kind's metric names for one accumulated output (so `gated.decide` applies)."""
-    from ..metrics import ratio
-
-    worst_row, worst_col = divmod(acc.worst.index, width) if acc.worst.index >= 0 and width else (-1, -1)
-    return {
-        "elements": rows * width,
-        "rel_l2": acc.rel_l2,
-        "max_abs": acc.max_abs,
-        "floor": acc.floor,
-        "floor_kind": floor_kind,
-        "floor_ratio": ratio(acc.rel_l2, acc.floor),
-        "ulp_max": acc.ulps.maximum if acc.ulps else 0,
-        "ulp_p99": acc.ulps.quantile(0.99) if acc.ulps else 0,
-        "nan_mismatch": acc.nan_mismatch,
-        "inf_mismatch": acc.inf_mismatch,
-        "worst_row": worst_row,
-        "worst_col": worst_col,
-        "worst_output": acc.worst.output,
-        "worst_exact": acc.worst.exact,
-    }
 
 
 FORMAT_COLUMN = Column("format", lambda r: r.params.get("format", ""), "left")

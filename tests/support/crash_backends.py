@@ -4,7 +4,6 @@ import os
 import signal
 import time
 
-import torch
 
 from swiglu_check.references import gated as ref
 
