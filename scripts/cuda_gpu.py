@@ -104,33 +104,13 @@ def targets(bench_path: str) -> int:
 
 
 def graph_us(call, sets: int, reps: int = 20) -> float:
-    """Median GPU time of one call, from replays of a CUDA graph of one call per input set
-    (no host launch cost in it, unlike the per-call events of `bench`)."""
+    """Median GPU time of one call in microseconds, from CUDA-graph replays (no host
+    launch cost in it, unlike the per-call events of `bench`): `bench.time_graph`."""
     import statistics
 
-    import torch
+    from swiglu_check.bench import time_graph
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for i in range(sets):
-            call(i)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(sets):
-            call(i)
-    graph.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / sets)
-    return statistics.median(times)
+    return statistics.median(time_graph(call, sets, replays=reps)) * 1e3
 
 
 def host_us(call, sets: int, calls: int = 300) -> float:
