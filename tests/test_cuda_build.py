@@ -108,7 +108,7 @@ def test_build_key_changes_with_the_architecture_and_the_sources(tmp_path, monke
     for name in build.SOURCES + build.HEADERS:
         (copy / name).write_bytes((build.SOURCE_DIR / name).read_bytes())
     before = build.build_key((9, 0))
-    monkeypatch.setattr(build, "SOURCE_DIR", copy)
+    monkeypatch.setattr(build.ACT_AND_MUL, "source_dir", copy)
     assert build.build_key((9, 0)) == before
     (copy / "act_and_mul.cuh").write_text((copy / "act_and_mul.cuh").read_text() + "\n// edited\n")
     assert build.build_key((9, 0)) != before
@@ -144,15 +144,15 @@ def test_exclusive_build_serialises_builders_and_clears_a_stale_lock(tmp_path) -
 def test_a_failed_build_is_remembered_and_reported_by_availability(monkeypatch) -> None:
     monkeypatch.setattr(build, "toolchain_problem", lambda: "")
     monkeypatch.setattr(cuda_kernels, "toolchain_problem", lambda: "")
-    monkeypatch.setattr(build, "_failure", None)
-    monkeypatch.setattr(build, "_loaded", None)
+    monkeypatch.setattr(build.ACT_AND_MUL, "_failure", None)
+    monkeypatch.setattr(build.ACT_AND_MUL, "_loaded", None)
     calls = []
 
     def broken() -> Path:
         calls.append(1)
         raise build.BuildError("building the CUDA extension failed (nvcc error); full log: /x/build-error.log")
 
-    monkeypatch.setattr(build, "_build_and_load", broken)
+    monkeypatch.setattr(build.ACT_AND_MUL, "_build_and_load", broken)
     for _ in range(2):
         with pytest.raises(build.BuildError, match="nvcc error"):
             build.ensure_loaded()

@@ -30,8 +30,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -129,29 +130,102 @@ def toolchain_problem() -> str:
     return ""
 
 
-def build_key(capability: tuple[int, int]) -> str:
-    """A hash of everything that changes the built library."""
-    digest = hashlib.sha256()
-    for name in sorted(SOURCES + HEADERS):
-        digest.update(name.encode())
-        digest.update((SOURCE_DIR / name).read_bytes())
-    nvcc = find_nvcc()
-    parts = [
-        torch.__version__, str(torch.version.cuda), str(nvcc_version(nvcc) if nvcc else None),
-        f"{sys.version_info.major}.{sys.version_info.minor}", platform.machine(),
-        arch_flag(capability), *CXX_FLAGS, *NVCC_FLAGS,
-    ]
-    digest.update("\0".join(parts).encode())
-    return digest.hexdigest()[:16]
+@dataclass
+class Extension:
+    """One CUDA C++ extension built on first use: its sources, and its build state in this
+    process (a build is attempted once; a failure is remembered so later calls fail fast)."""
 
+    name: str
+    source_dir: Path
+    sources: tuple[str, ...]
+    headers: tuple[str, ...]
+    after_load: Callable[[], None] | None = None  # e.g. fake (shape-only) op registrations
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _loaded: Path | None = field(default=None, repr=False)
+    _failure: str | None = field(default=None, repr=False)
 
-def build_directory(capability: tuple[int, int]) -> Path:
-    major, minor = capability
-    return cache_root() / "cuda" / f"{EXTENSION_NAME}-sm{major}{minor}-{build_key(capability)}"
+    @property
+    def kernel_sources(self) -> tuple[str, ...]:
+        return tuple(name for name in self.sources if name.endswith(".cu"))
 
+    def build_key(self, capability: tuple[int, int]) -> str:
+        """A hash of everything that changes the built library."""
+        digest = hashlib.sha256()
+        for name in sorted(self.sources + self.headers):
+            digest.update(name.encode())
+            digest.update((self.source_dir / name).read_bytes())
+        nvcc = find_nvcc()
+        parts = [
+            torch.__version__, str(torch.version.cuda), str(nvcc_version(nvcc) if nvcc else None),
+            f"{sys.version_info.major}.{sys.version_info.minor}", platform.machine(),
+            arch_flag(capability), *CXX_FLAGS, *NVCC_FLAGS,
+        ]
+        digest.update("\0".join(parts).encode())
+        return digest.hexdigest()[:16]
 
-def library_path(directory: Path) -> Path:
-    return directory / f"{EXTENSION_NAME}.so"
+    def build_directory(self, capability: tuple[int, int]) -> Path:
+        major, minor = capability
+        return cache_root() / "cuda" / f"{self.name}-sm{major}{minor}-{self.build_key(capability)}"
+
+    def library_path(self, directory: Path) -> Path:
+        return directory / f"{self.name}.so"
+
+    def failure(self) -> str | None:
+        """The reason the last build in this process failed, if it did."""
+        return self._failure
+
+    def ensure_loaded(self) -> Path:
+        """Build (first use) or reuse the extension and load it into this process, once.
+        Returns the library's path; raises BuildError with a one-line reason."""
+        with self._lock:
+            if self._loaded is not None:
+                return self._loaded
+            if self._failure is not None:
+                raise BuildError(self._failure)
+            problem = toolchain_problem()
+            if problem:
+                raise BuildError(f"cannot build the CUDA extension {self.name}: {problem}")
+            try:
+                self._loaded = self._build_and_load()
+            except BuildError as exc:
+                self._failure = str(exc)
+                raise
+            return self._loaded
+
+    def _build_and_load(self) -> Path:
+        from torch.utils import cpp_extension
+
+        capability = torch.cuda.get_device_capability()
+        directory = self.build_directory(capability)
+        directory.mkdir(parents=True, exist_ok=True)
+        library = self.library_path(directory)
+        with exclusive_build(directory):
+            fresh = not library.exists()
+            if fresh:
+                _say(f"building the CUDA extension {self.name} for sm_{capability[0]}{capability[1]} in {directory}"
+                     " (first use only; about a minute)")
+            start = time.perf_counter()
+            try:
+                cpp_extension.load(
+                    name=self.name,
+                    sources=[str(self.source_dir / name) for name in self.sources],
+                    extra_cflags=list(CXX_FLAGS),
+                    extra_cuda_cflags=[*NVCC_FLAGS, arch_flag(capability)],
+                    build_directory=str(directory),
+                    is_python_module=False,
+                    verbose=False,
+                )
+            except Exception as exc:
+                log = directory / "build-error.log"
+                log.write_text(f"{type(exc).__name__}: {exc}\n")
+                first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise BuildError(f"building the CUDA extension {self.name} failed ({first.strip()[:200]});"
+                                 f" full log: {log}") from exc
+            if fresh:
+                _say(f"built the CUDA extension {self.name} in {time.perf_counter() - start:.1f} s")
+        if self.after_load is not None:
+            self.after_load()
+        return library
 
 
 @contextlib.contextmanager
@@ -181,72 +255,6 @@ def _say(message: str) -> None:
     print(f"swiglu-check: {message}", file=sys.stderr, flush=True)
 
 
-_state_lock = threading.Lock()
-_loaded: Path | None = None
-_failure: str | None = None
-
-
-def failure() -> str | None:
-    """The reason the last build in this process failed, if it did."""
-    return _failure
-
-
-def ensure_loaded() -> Path:
-    """Build (first use) or reuse the extension and load it into this process, once.
-
-    Returns the library's path. Raises BuildError with a one-line reason; a failure is
-    remembered so later calls fail fast instead of rebuilding for every case."""
-    global _loaded, _failure
-    with _state_lock:
-        if _loaded is not None:
-            return _loaded
-        if _failure is not None:
-            raise BuildError(_failure)
-        problem = toolchain_problem()
-        if problem:
-            raise BuildError(f"cannot build the CUDA extension: {problem}")
-        try:
-            _loaded = _build_and_load()
-        except BuildError as exc:
-            _failure = str(exc)
-            raise
-        return _loaded
-
-
-def _build_and_load() -> Path:
-    from torch.utils import cpp_extension
-
-    capability = torch.cuda.get_device_capability()
-    directory = build_directory(capability)
-    directory.mkdir(parents=True, exist_ok=True)
-    library = library_path(directory)
-    with exclusive_build(directory):
-        fresh = not library.exists()
-        if fresh:
-            _say(f"building the CUDA extension for sm_{capability[0]}{capability[1]} in {directory}"
-                 " (first use only; about a minute)")
-        start = time.perf_counter()
-        try:
-            cpp_extension.load(
-                name=EXTENSION_NAME,
-                sources=[str(SOURCE_DIR / name) for name in SOURCES],
-                extra_cflags=list(CXX_FLAGS),
-                extra_cuda_cflags=[*NVCC_FLAGS, arch_flag(capability)],
-                build_directory=str(directory),
-                is_python_module=False,
-                verbose=False,
-            )
-        except Exception as exc:
-            log = directory / "build-error.log"
-            log.write_text(f"{type(exc).__name__}: {exc}\n")
-            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            raise BuildError(f"building the CUDA extension failed ({first.strip()[:200]}); full log: {log}") from exc
-        if fresh:
-            _say(f"built the CUDA extension in {time.perf_counter() - start:.1f} s")
-    _register_fake()
-    return library
-
-
 def _register_fake() -> None:
     """Shape-only version of the functional op, so torch.compile can trace through it."""
     register_fake = getattr(torch.library, "register_fake", None)
@@ -258,3 +266,28 @@ def _register_fake() -> None:
 
     with contextlib.suppress(Exception):  # already registered, or an older torch
         register_fake("swiglu_check::act_and_mul")(fake)
+
+
+ACT_AND_MUL = Extension(EXTENSION_NAME, SOURCE_DIR, SOURCES, HEADERS, after_load=_register_fake)
+
+
+def build_key(capability: tuple[int, int]) -> str:
+    return ACT_AND_MUL.build_key(capability)
+
+
+def build_directory(capability: tuple[int, int]) -> Path:
+    return ACT_AND_MUL.build_directory(capability)
+
+
+def library_path(directory: Path) -> Path:
+    return ACT_AND_MUL.library_path(directory)
+
+
+def failure() -> str | None:
+    """The reason the gated-activation extension's last build in this process failed, if it did."""
+    return ACT_AND_MUL.failure()
+
+
+def ensure_loaded() -> Path:
+    """Build (first use) or reuse the gated-activation extension and load it, once."""
+    return ACT_AND_MUL.ensure_loaded()
