@@ -55,8 +55,8 @@ def _cuda_include_dir() -> Path | None:
     return None
 
 
-def _start_binding_check(workdir: Path) -> subprocess.Popen | None:
-    """`c++ -fsyntax-only` of binding.cpp against torch's headers and CUDA's."""
+def _start_binding_check(workdir: Path, source: Path = build.SOURCE_DIR / "binding.cpp") -> subprocess.Popen | None:
+    """`c++ -fsyntax-only` of a binding (`source`) against torch's headers and CUDA's."""
     compiler = shutil.which(os.environ.get("CXX", "c++"))
     cuda_include = _cuda_include_dir()
     if compiler is None or cuda_include is None:
@@ -67,12 +67,12 @@ def _start_binding_check(workdir: Path) -> subprocess.Popen | None:
         # A CPU-only torch wheel ships c10/cuda's headers but not this generated one
         # (in a CUDA build it holds one line, below).
         stub = workdir / "stub" / "c10" / "cuda" / "impl"
-        stub.mkdir(parents=True)
+        stub.mkdir(parents=True, exist_ok=True)
         (stub / "cuda_cmake_macros.h").write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
         includes.append(workdir / "stub")
     standard = "-std=c++20" if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 10) else "-std=c++17"
     command = [compiler, "-fsyntax-only", standard, "-Wall", "-Wextra", "-Werror",
-               *[f"-isystem{path}" for path in includes], str(build.SOURCE_DIR / "binding.cpp")]
+               *[f"-isystem{path}" for path in includes], str(source)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

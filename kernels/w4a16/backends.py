@@ -2,6 +2,8 @@
 
 Kind `linear-w4a16` (`call(x, weight) -> y`, kinds/linear_w4a16.py):
 - `w4a16-nvfp4`, `w4a16-mxfp4`: the Triton GEMM (kernels/w4a16/gemm.py), one format each;
+- `w4a16-nvfp4-cuda`, `w4a16-mxfp4-cuda`: the CUDA C++ GEMM (kernels/w4a16/cuda_gemm.py),
+  built on first use like the `cuda` gated backend;
 - `torch-w4a16`: the reference path, dequantize then an fp32 matmul rounded once
   (runs everywhere, both formats).
 
@@ -55,6 +57,23 @@ def torch_linear(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
     return torch.matmul(x.to(torch.float32), w.T).to(x.dtype)
 
 
+def cuda_gemm_call(**options: Any):
+    """`call(x, weight)` running the CUDA C++ GEMM (built on first use) with fixed options."""
+
+    def call(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
+        from .cuda_gemm import cuda_w4a16_matmul
+
+        return cuda_w4a16_matmul(x, weight, **options)
+
+    return call
+
+
+def cuda_available() -> tuple[bool, str]:
+    from .cuda_gemm import availability
+
+    return availability()
+
+
 def triton_gemm_backend(name: str, formats: tuple[str, ...], description: str, **options: Any) -> Backend:
     return Backend(
         name=name,
@@ -68,10 +87,27 @@ def triton_gemm_backend(name: str, formats: tuple[str, ...], description: str, *
     )
 
 
+def cuda_gemm_backend(name: str, formats: tuple[str, ...], description: str, **options: Any) -> Backend:
+    return Backend(
+        name=name,
+        kind="linear-w4a16",
+        call=cuda_gemm_call(**options),
+        description=description,
+        dtypes=ACT_DTYPES,
+        devices=("cuda",),
+        check_available=cuda_available,
+        extra={"formats": formats, "bench": not options},
+    )
+
+
 for _fmt in fp4.FORMATS:
     register(triton_gemm_backend(
         f"w4a16-{_fmt}", (_fmt,),
         f"Triton W4A16 GEMM, {_fmt.upper()} weights dequantized in registers, fp32 accumulation",
+    ))
+    register(cuda_gemm_backend(
+        f"w4a16-{_fmt}-cuda", (_fmt,),
+        f"CUDA C++ W4A16 GEMM (mma.sync), {_fmt.upper()} weights dequantized in registers, fp32 accumulation",
     ))
 
 register(Backend(

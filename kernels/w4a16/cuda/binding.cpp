@@ -1,0 +1,117 @@
+// Torch operator over the W4A16 GEMM kernels (namespace swiglu_check_w4a16):
+//
+//   gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y,
+//         Tensor partials, Tensor counters, int format, int rows_per_warp, int split_k,
+//         int plant) -> ()
+//
+// x [M, K] bf16/fp16 (rows contiguous, 16-byte aligned), packed uint8 [N, K/2], scales
+// uint8 [N, K/block] (format 0: NVFP4, e4m3 per 16; 1: MXFP4, E8M0 per 32), global_scale
+// fp32 [1], y [M, N] of x's dtype. K must be a multiple of 32. split_k > 1 needs fp32
+// `partials` of at least split_k * M * N and zeroed int32 `counters`, one per output tile
+// (the kernel leaves them zero again). Runs on the current CUDA stream. `plant` (1: nibble
+// order swapped, 2: the next block's scale) exists for the tool's own tests.
+//
+// Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "w4a16_gemm.h"
+
+namespace swiglu_check {
+namespace w4a16 {
+namespace {
+
+std::string shape_text(const at::Tensor& t) {
+  std::string out = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
+  return out + "]";
+}
+
+void require(bool ok, const std::string& what) { TORCH_CHECK(ok, std::string("w4a16 gemm: ") + what); }
+
+bool aligned(const at::Tensor& t, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
+}
+
+void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& global_scale,
+          at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, int64_t format,
+          int64_t rows_per_warp, int64_t split_k, int64_t plant) {
+  require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
+  require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
+  require(plant == 0 || rows_per_warp == 2, "planted bugs exist for rows_per_warp 2 only");
+  require(x.is_cuda(), "x must be a CUDA tensor");
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials, &counters}) {
+    require(t->device() == x.device(), "every tensor must be on x's device");
+  }
+  require(x.dim() == 2, "x must be [M, K], got " + shape_text(x));
+  require(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf, "x must be bf16 or fp16");
+  const int64_t m = x.size(0), k = x.size(1), n = packed.size(0);
+  const int64_t block = format == 0 ? 16 : 32;
+  require(k % 32 == 0, "K must be a multiple of 32, got " + std::to_string(k));
+  require(x.stride(1) == 1 && x.stride(0) % 8 == 0 && aligned(x, 16),
+          "x rows must be contiguous and 16-byte aligned");
+  require(packed.scalar_type() == at::kByte && packed.dim() == 2 && packed.size(1) * 2 == k,
+          "packed must be uint8 [N, K/2], got " + shape_text(packed));
+  require(packed.stride(1) == 1 && packed.stride(0) % 16 == 0 && aligned(packed, 16),
+          "packed rows must be contiguous and 16-byte aligned");
+  require(scales.scalar_type() == at::kByte && scales.dim() == 2 && scales.size(0) == n &&
+              scales.size(1) * block == k,
+          "scales must be uint8 [N, K/" + std::to_string(block) + "], got " + shape_text(scales));
+  require(scales.stride(1) == 1 && scales.stride(0) % 2 == 0 && aligned(scales, 2),
+          "scales rows must be contiguous and 2-byte aligned");
+  require(global_scale.scalar_type() == at::kFloat && global_scale.numel() == 1, "global_scale must be one fp32");
+  require(y.scalar_type() == x.scalar_type() && y.dim() == 2 && y.size(0) == m && y.size(1) == n && y.stride(1) == 1,
+          "y must be [M, N] of x's dtype with contiguous rows, got " + shape_text(y));
+  require(split_k >= 1, "split_k must be at least 1");
+  const int mt = token_tiles(static_cast<int>(m));
+  const int64_t rows_per_cta = kWarps * 16 * rows_per_warp;
+  const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * ((m + 8 * mt - 1) / (8 * mt));
+  if (split_k > 1) {
+    require(partials.scalar_type() == at::kFloat && partials.is_contiguous() && partials.numel() >= split_k * m * n,
+            "partials must be contiguous fp32 of at least split_k * M * N elements");
+    require(counters.scalar_type() == at::kInt && counters.is_contiguous() && counters.numel() >= tiles,
+            "counters must be contiguous int32, one per output tile (" + std::to_string(tiles) + ")");
+  }
+  if (m == 0 || n == 0) return;
+  c10::cuda::CUDAGuard guard(x.device());
+  GemmParams p{};
+  p.x = x.data_ptr();
+  p.packed = packed.data_ptr<uint8_t>();
+  p.scales = scales.data_ptr<uint8_t>();
+  p.global_scale = global_scale.data_ptr<float>();
+  p.y = y.data_ptr();
+  p.partials = split_k > 1 ? partials.data_ptr<float>() : nullptr;
+  p.counters = split_k > 1 ? counters.data_ptr<int>() : nullptr;
+  p.M = static_cast<int>(m);
+  p.N = static_cast<int>(n);
+  p.K = static_cast<int>(k);
+  p.x_stride = x.stride(0);
+  p.packed_stride = packed.stride(0);
+  p.scale_stride = scales.stride(0);
+  p.y_stride = y.stride(0);
+  p.split_k = static_cast<int>(split_k);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  const int r = static_cast<int>(rows_per_warp), pl = static_cast<int>(plant);
+  cudaError_t err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, pl, stream) : launch_bf16_mxfp4(p, r, pl, stream))
+                         : (format == 0 ? launch_fp16_nvfp4(p, r, pl, stream) : launch_fp16_mxfp4(p, r, pl, stream));
+  require(err == cudaSuccess, std::string("kernel launch failed: ") + cudaGetErrorString(err));
+}
+
+}  // namespace
+}  // namespace w4a16
+}  // namespace swiglu_check
+
+TORCH_LIBRARY_FRAGMENT(swiglu_check_w4a16, m) {
+  m.def(
+      "gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y, Tensor partials, "
+      "Tensor counters, int format, int rows_per_warp, int split_k, int plant) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(swiglu_check_w4a16, CUDA, m) { m.impl("gemm_", &swiglu_check::w4a16::gemm); }

@@ -1,0 +1,11 @@
+// Every fp16 x MXFP4 instantiation of the W4A16 GEMM (one file per dtype and format, so
+// nvcc compiles the four in parallel).
+#include "w4a16_gemm.cuh"
+
+namespace swiglu_check {
+namespace w4a16 {
+cudaError_t launch_fp16_mxfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream) {
+  return launch_format<__half, 1>(p, rows_per_warp, plant, stream);
+}
+}  // namespace w4a16
+}  // namespace swiglu_check

@@ -1,0 +1,37 @@
+// Host-side declarations of the W4A16 GEMM launchers (one per activation dtype and weight
+// format; the kernels are in w4a16_gemm.cuh, instantiated by gemm_<dtype>_<format>.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace swiglu_check {
+namespace w4a16 {
+
+constexpr int kWarps = 4;
+constexpr int kChunk = 128;  // K elements per step of a warp
+
+struct GemmParams {
+  const void* x;              // [M, K] bf16/fp16, rows of stride x_stride elements
+  const uint8_t* packed;      // [N, K/2]
+  const uint8_t* scales;      // [N, K/block]
+  const float* global_scale;  // one fp32 (NVFP4; ones for MXFP4)
+  void* y;                    // [M, N], rows of stride y_stride elements
+  float* partials;            // [split_k, M, N] fp32 when split_k > 1
+  int* counters;              // one zeroed int per output tile when split_k > 1
+  int M, N, K;
+  int64_t x_stride, packed_stride, scale_stride, y_stride;
+  int split_k;
+};
+
+// 8-token tiles per CTA for M tokens (larger M: several CTAs along grid z)
+inline int token_tiles(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
+
+cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
+cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_nvfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_mxfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
+
+}  // namespace w4a16
+}  // namespace swiglu_check

@@ -1,0 +1,151 @@
+"""The W4A16 GEMM in CUDA C++ (kernels/w4a16/cuda/), a torch operator built on first use.
+
+    y = cuda_w4a16_matmul(x, weight)   # x [M, K] bf16/fp16, weight an FP4Weight [N, K]
+
+Same math as the Triton GEMM (gemm.py): FP4 codes times block scales dequantized exactly
+in registers, tensor-core products summed in fp32, NVFP4's global scale on the fp32
+result, one rounding; split-K partials summed in split order. The kernel's header
+(w4a16_gemm.cuh) explains the K permutation that lets every lane turn its own 16-byte
+load straight into MMA operands. Needs K a multiple of 32; M is any (tiles of up to 64
+tokens). Built with the gated-activation extension's machinery (kernels/cuda/build.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from swiglu_check.kernels.cuda.build import BuildError, Extension, toolchain_problem
+from swiglu_check.references.fp4 import FP4Weight
+
+SOURCE_DIR = Path(__file__).resolve().parent / "cuda"
+EXTENSION = Extension(
+    "swiglu_check_w4a16_cuda", SOURCE_DIR,
+    sources=("binding.cpp", "gemm_bf16_nvfp4.cu", "gemm_bf16_mxfp4.cu", "gemm_fp16_nvfp4.cu", "gemm_fp16_mxfp4.cu"),
+    headers=("w4a16_gemm.h", "w4a16_gemm.cuh"),
+)
+K_MULTIPLE = 32  # 16-byte aligned packed rows; the kernel steps 128 elements, masking a partial last step
+CHUNK = 128
+WARPS = 4  # per CTA (kWarps)
+FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
+PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2}
+SPLIT_K_MAX = 16
+
+__all__ = ["BuildError", "CudaGemmConfig", "availability", "cuda_w4a16_matmul", "pick_config"]
+
+
+@dataclass(frozen=True)
+class CudaGemmConfig:
+    rows_per_warp: int = 2  # 16-row tiles per warp (1 or 2): a CTA covers 64 * rows_per_warp rows
+    ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
+    split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
+
+    @property
+    def label(self) -> str:
+        return f"r{self.rows_per_warp}c{self.ctas_per_sm}s{self.split_k}"
+
+
+def token_tiles(m: int) -> int:
+    """8-token MMA tiles per CTA (the kernel's token_tiles)."""
+    return 1 if m <= 8 else 2 if m <= 16 else 4 if m <= 32 else 8
+
+
+def output_tiles(m: int, n: int, rows_per_warp: int) -> int:
+    rows = WARPS * 16 * rows_per_warp
+    tokens = 8 * token_tiles(m)
+    return -(-n // rows) * -(-m // tokens)
+
+
+def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int) -> int:
+    """The largest power-of-two split of K (at most SPLIT_K_MAX, at least two 128-chunks
+    per split) that keeps the grid within `ctas_per_sm * sms` CTAs."""
+    if config.split_k:
+        return config.split_k
+    tiles = output_tiles(m, n, config.rows_per_warp)
+    chunks = -(-k // CHUNK)
+    split = 1
+    while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
+           and chunks // (split * 2) >= 2):
+        split *= 2
+    return split
+
+
+def pick_config(m: int) -> CudaGemmConfig:
+    """The default launch configuration for M tokens."""
+    return CudaGemmConfig()
+
+
+def availability() -> tuple[bool, str]:
+    """(ok, why not) without building."""
+    problem = toolchain_problem()
+    if problem:
+        return False, problem
+    failed = EXTENSION.failure()
+    return (False, failed) if failed else (True, "")
+
+
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _counters(device: torch.device, size: int) -> torch.Tensor:
+    """Zeroed per-tile arrival counters; the kernel leaves them zero (one stream at a time)."""
+    buf = _COUNTERS.get(device)
+    if buf is None or buf.numel() < size:
+        buf = torch.zeros(max(size, 1 << 14), dtype=torch.int32, device=device)
+        _COUNTERS[device] = buf
+    return buf
+
+
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def check_supported(x: torch.Tensor, weight: FP4Weight) -> None:
+    """Raise ValueError (one line) for what this kernel does not take."""
+    if not isinstance(weight, FP4Weight):
+        raise TypeError(f"weight must be an FP4Weight, got {type(weight).__name__}")
+    if x.dim() != 2 or weight.packed.dim() != 2:
+        raise ValueError(f"x must be [M, K] and the weight one [N, K] matrix, got {tuple(x.shape)}"
+                         f" and {tuple(weight.shape)}")
+    if x.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"x must be bf16 or fp16, got {x.dtype}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"K mismatch: x has {x.shape[1]}, the weight {weight.shape[1]}")
+    if x.shape[1] % K_MULTIPLE:
+        raise ValueError(f"the CUDA W4A16 GEMM needs K a multiple of {K_MULTIPLE}, got {x.shape[1]}")
+    if x.device.type != "cuda" or weight.device != x.device:
+        raise ValueError(f"x and the weight must be on one CUDA device, got {x.device} and {weight.device}")
+
+
+def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmConfig | None = None,
+                      plant: str | None = None) -> torch.Tensor:
+    """`x @ dequant(weight)^T` in x's dtype (fp32 accumulation, one rounding)."""
+    check_supported(x, weight)
+    if plant not in PLANTS:
+        raise ValueError(f"unknown planted bug {plant!r}")
+    EXTENSION.ensure_loaded()
+    m, k = x.shape
+    n = weight.shape[0]
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y
+    cfg = config or pick_config(m)
+    split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
+    if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
+        x = x.contiguous()
+    packed, scales = weight.packed, weight.scales
+    if packed.stride(1) != 1 or packed.stride(0) % 16 or packed.data_ptr() % 16:
+        packed = packed.contiguous()
+    if scales.stride(1) != 1 or scales.stride(0) % 2 or scales.data_ptr() % 2:
+        scales = scales.contiguous()
+    if split > 1:
+        partials = torch.empty(split * m * n, dtype=torch.float32, device=x.device)
+        counters = _counters(x.device, output_tiles(m, n, cfg.rows_per_warp))
+    else:
+        partials = counters = y  # unused by the kernel
+    torch.ops.swiglu_check_w4a16.gemm_(
+        x, packed, scales, weight.global_scale.reshape(1).to(torch.float32), y, partials, counters,
+        FORMAT_IDS[weight.format], cfg.rows_per_warp, split, PLANTS[plant])
+    return y

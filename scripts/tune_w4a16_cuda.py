@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Time the CUDA C++ W4A16 GEMM's launch configurations on the GPU, beside cuBLAS (bf16
+`torch.matmul`) and the Triton GEMM, at the issue's shapes; print the best per shape.
+
+    python3 scripts/tune_w4a16_cuda.py [--json out.json] [--dtype bf16]
+
+Every row is device time by CUDA-graph replay (swiglu_check.bench.time_graph) with the
+weights rotated over more than the L2 (swiglu_check.bench.rotation_sets), as in `bench`.
+Exits 2 with one line when there is no CUDA device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write every timing here")
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    parser.add_argument("--shapes", default="", help="MxKxN,... (default: the bench shapes)")
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("tune_w4a16_cuda: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    from swiglu_check import bench
+    from swiglu_check.kernels.w4a16 import cuda_gemm
+    from swiglu_check.kernels.w4a16.gemm import w4a16_matmul
+    from swiglu_check.kinds.linear_w4a16 import BENCH_SHAPES, fp4_bytes, random_fp4_weight
+
+    start = time.perf_counter()
+    cuda_gemm.EXTENSION.ensure_loaded()
+    print(f"device {torch.cuda.get_device_name()}; extension ready in {time.perf_counter() - start:.1f} s", flush=True)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s] or list(BENCH_SHAPES)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, ctas_per_sm=c) for r, c in itertools.product((1, 2), (2, 4, 8))]
+    rows = []
+    print(f'{"shape":<16} {"format":<6} {"cuBLAS":>7} {"triton":>7} {"best cuda":>9} {"config":<9} {"x cuBLAS":>8}'
+          f' {"x triton":>8}  all cuda configs (us)', flush=True)
+    for (m, k, n), fmt in itertools.product(shapes, ("nvfp4", "mxfp4")):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        sets = bench.rotation_sets(fp4_bytes(fmt, n, k))
+        data = [(torch.randn((m, k), device="cuda", generator=g).to(dtype), random_fp4_weight(fmt, n, k, "cuda", g))
+                for _ in range(sets)]
+        dense_sets = bench.rotation_sets(n * k * 2)
+        dense = [(torch.randn((m, k), device="cuda", generator=g).to(dtype),
+                  torch.randn((n, k), device="cuda", generator=g).to(dtype)) for _ in range(dense_sets)]
+
+        def timed(call, count):
+            return statistics.median(bench.time_graph(call, count)) * 1e3
+
+        cublas = timed(lambda i: torch.matmul(dense[i][0], dense[i][1].t()), dense_sets)
+        del dense
+        triton_us = timed(lambda i: w4a16_matmul(*data[i]), sets)
+        per_config = {}
+        for cfg in configs:
+            try:
+                per_config[cfg.label] = timed(lambda i, cfg=cfg: cuda_gemm.cuda_w4a16_matmul(*data[i], config=cfg), sets)
+            except Exception as exc:  # noqa: BLE001 - a config that fails is reported, not fatal
+                per_config[cfg.label] = float("nan")
+                print(f"  {cfg.label}: {type(exc).__name__}: {exc}", flush=True)
+        best = min((v, key) for key, v in per_config.items() if v == v)
+        rows.append({"shape": [m, k, n], "format": fmt, "cublas_us": cublas, "triton_us": triton_us,
+                     "cuda_us": per_config, "best": best[1]})
+        all_text = " ".join(f"{key}:{v:.1f}" for key, v in per_config.items())
+        print(f"{m}x{k}x{n:<10} {fmt:<6} {cublas:7.1f} {triton_us:7.1f} {best[0]:9.1f} {best[1]:<9}"
+              f" {cublas / best[0]:7.2f}x {triton_us / best[0]:7.2f}x  {all_text}", flush=True)
+        del data
+        torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "dtype": args.dtype, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

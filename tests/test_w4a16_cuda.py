@@ -1,0 +1,181 @@
+"""The CUDA C++ W4A16 GEMM backends (`w4a16-nvfp4-cuda`, `w4a16-mxfp4-cuda`).
+
+Without a GPU: the sources compile for sm_90 with the real build's flags and no register
+spills, the binding compiles against torch's headers, the split-K choice, and the
+backends listed as unavailable with the reason. With one (`gpu` marker): exactness
+against the float64 product on the same dequantized weights over shapes that exercise
+every path (token tiles 1/2/4/8 and several token groups, rows past N, a partial last K
+chunk, split-K), determinism, both planted bugs FAIL through the runner, and the real
+backends PASS.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from swiglu_check import api
+from swiglu_check.cli import cli
+from swiglu_check.dtypes import ulp_distance
+from swiglu_check.kernels.w4a16 import cuda_gemm
+from swiglu_check.kernels.w4a16.backends import cuda_gemm_backend
+from swiglu_check.kinds.w4a16_common import ideal_output
+from swiglu_check.references import fp4
+from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
+
+COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
+# per source: (token tiles 1, 2, 4, 8) x (rows per warp 1, 2) + the 2 plants x 4 token tiles
+KERNELS_PER_SOURCE = 4 * 2 + 2 * 4
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    workdir = tmp_path_factory.mktemp("w4a16-cuda-compile")
+    jobs = {}
+    if NVCC is not None:
+        jobs = {name: _start_nvcc(cuda_gemm.SOURCE_DIR / name, workdir) for name in COMPILED_SOURCES}
+    binding = _start_binding_check(workdir, cuda_gemm.SOURCE_DIR / "binding.cpp")
+    if binding is not None:
+        jobs["binding.cpp"] = binding
+    return {name: (p.communicate(timeout=600)[0], p.returncode) for name, p in jobs.items()}
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+@pytest.mark.parametrize("source", COMPILED_SOURCES)
+def test_kernels_compile_for_sm90_without_spills(compiled: dict, source: str) -> None:
+    output, returncode = compiled[source]
+    assert returncode == 0, f"nvcc failed on {source}:\n{output}"
+    entries = re.findall(r"Compiling entry function '(\S+)' for 'sm_90'", output)
+    assert len(entries) == KERNELS_PER_SOURCE, output
+    spills = re.findall(r"(\d+) bytes spill (?:stores|loads)", output)
+    assert spills and all(int(n) == 0 for n in spills), f"register spills in {source}:\n{output}"
+
+
+def test_binding_compiles_against_torch_headers(compiled: dict) -> None:
+    if "binding.cpp" not in compiled:
+        pytest.skip("no C++ compiler or no CUDA headers found")
+    output, returncode = compiled["binding.cpp"]
+    assert returncode == 0, f"binding.cpp does not compile:\n{output}"
+
+
+def test_extension_lists_every_source_that_exists() -> None:
+    ext = cuda_gemm.EXTENSION
+    assert set(ext.kernel_sources) == {p.name for p in cuda_gemm.SOURCE_DIR.glob("gemm_*.cu")}
+    for name in ext.sources + ext.headers:
+        assert (cuda_gemm.SOURCE_DIR / name).is_file(), name
+
+
+def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
+    cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=2, ctas_per_sm=4)
+    # 4096 rows / 128 per CTA = 32 tiles; 132 SMs x 4 = 528 CTAs -> split 16 (32 x 16 = 512)
+    assert cuda_gemm.choose_split_k(1, 4096, 14336, cfg, 132) == 16
+    # 14336 rows: 112 tiles -> split 4 (448 CTAs)
+    assert cuda_gemm.choose_split_k(16, 14336, 4096, cfg, 132) == 4
+    # K of 256 (2 chunks): no split leaves a split with fewer than two chunks
+    assert cuda_gemm.choose_split_k(1, 128, 256, cfg, 132) == 1
+    assert cuda_gemm.choose_split_k(1, 128, 512, cfg, 132) == 2
+    # more tokens, more tiles along z, less split
+    assert cuda_gemm.choose_split_k(100, 4096, 4096, cfg, 132) == 8
+    assert cuda_gemm.choose_split_k(1, 4096, 4096, cuda_gemm.CudaGemmConfig(split_k=3), 132) == 3
+    assert cuda_gemm.output_tiles(100, 1000, 1) == 16 * 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")
+def test_listed_unavailable_with_the_reason_without_a_gpu() -> None:
+    result = CliRunner().invoke(cli, ["list", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"w4a16-nvfp4-cuda"' in result.output and '"w4a16-mxfp4-cuda"' in result.output
+    ok, why = cuda_gemm.availability()
+    assert not ok and why
+    named = CliRunner().invoke(cli, ["run", "--backend", "w4a16-nvfp4-cuda", "--shape", "16x128x128"])
+    assert named.exit_code == 2 and "unavailable" in named.output and "Traceback" not in named.output
+
+
+DEVICE = "cuda"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+gpu = pytest.mark.gpu
+
+
+def make_problem(fmt: str, m: int, k: int, n: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g) / k**0.5
+    q = fp4.quantize(w, fmt).to(DEVICE)
+    x = torch.randn(m, k, generator=g).to(dtype).to(DEVICE)
+    exact = x.double() @ fp4.dequantize(q).T
+    return x, q, exact
+
+
+# (M, K, N): token tiles 1/2/4/8 and two token groups, N not a multiple of 16 or of a CTA,
+# K with a partial last chunk (2112 = 16.5 x 128), K below one chunk (96: MXFP4 3 blocks)
+SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (33, 2112, 1000),
+          (64, 4096, 256), (100, 512, 130), (3, 96, 48)]
+
+
+@gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(), cuda_gemm.CudaGemmConfig(rows_per_warp=1),
+                                    cuda_gemm.CudaGemmConfig(split_k=3)], ids=lambda c: c.label)
+def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
+    m, k, n = shape
+    if k % 32 and fmt == "nvfp4":
+        pytest.skip("K must be a multiple of 32")
+    x, q, exact = make_problem(fmt, m, k, n, DTYPES[dtype], seed=m + n)
+    y = cuda_gemm.cuda_w4a16_matmul(x, q, config=config)
+    assert y.shape == (m, n) and y.dtype == x.dtype
+    ideal, _ = ideal_output(exact, x.dtype, False)
+    assert int(ulp_distance(y, ideal).max()) <= 1
+    rel = float((y.double() - exact).norm() / exact.norm())
+    assert rel <= 1.5 * float((ideal.double() - exact).norm() / exact.norm()) + 1e-12
+
+
+@gpu
+def test_gpu_split_k_is_deterministic_and_counters_reset() -> None:
+    x, q, _ = make_problem("nvfp4", 8, 14336, 512, torch.bfloat16)
+    config = cuda_gemm.CudaGemmConfig(split_k=8)
+    outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
+
+
+@gpu
+def test_gpu_bad_arguments_are_one_line_errors() -> None:
+    x, q, _ = make_problem("mxfp4", 2, 256, 64, torch.bfloat16)
+    with pytest.raises(ValueError, match="K mismatch"):
+        cuda_gemm.cuda_w4a16_matmul(x[:, :128], q)
+    with pytest.raises(ValueError, match="bf16 or fp16"):
+        cuda_gemm.cuda_w4a16_matmul(x.float(), q)
+    with pytest.raises(ValueError, match="unknown planted bug"):
+        cuda_gemm.cuda_w4a16_matmul(x, q, plant="typo")
+    assert cuda_gemm.cuda_w4a16_matmul(x[:0], q).shape == (0, 64)
+
+
+def run_backend(backend, shapes="16x4096x1024"):
+    settings = api.build_settings(dtypes="bf16,fp16", shapes=shapes, device=DEVICE)
+    return api.run([backend], settings)
+
+
+@gpu
+@pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
+def test_gpu_planted_bugs_fail(plant: str) -> None:
+    backend = cuda_gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+    report = run_backend(backend)
+    assert len(report.results) == 4
+    for result in report.results:
+        assert result.verdict == "FAIL", result.case_id
+        assert result.metrics["floor_ratio"] > 10, result.metrics
+    assert report.exit_code == 1
+
+
+@gpu
+def test_gpu_real_backends_pass_through_the_runner() -> None:
+    report = api.check(["w4a16-nvfp4-cuda", "w4a16-mxfp4-cuda"], dtypes="bf16,fp16",
+                       shapes="16x4096x1024,1x2112x1000", device=DEVICE)
+    assert report.passed and len(report.results) == 8
+    for result in report.results:
+        assert result.metrics["floor_ratio"] < 1.2, result.case_id
