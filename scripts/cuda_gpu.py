@@ -2,11 +2,12 @@
 
     python3 scripts/cuda_gpu.py build                 # build or load the extension, timed
     python3 scripts/cuda_gpu.py matrix OUT.json       # every preset x layout x input view
-    python3 scripts/cuda_gpu.py targets BENCH.json    # the issue's speed targets, checked
-    python3 scripts/cuda_gpu.py grid OUT.json         # grid choices; CUDA-graph, per-call and host times
+    python3 scripts/cuda_gpu.py targets BENCH.json... # issues 3 and 4's speed targets, per bench JSON
     python3 scripts/cuda_gpu.py errors                # every bad-argument call, one line each
 
-Each prints a short table; `matrix` and `targets` exit 1 when something misses.
+Each prints a short table; `matrix` and `targets` exit 1 when something misses. Launch
+configurations are timed by scripts/cuda_tune.py. Without a GPU, every command but
+`targets` exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import Counter
 
 TARGET_SHAPES = [(t, d) for t in (1024, 16384) for d in (2048, 7168, 18432)]
 MIN_PCT_COPY = 90.0
+MIN_PCT_COPY_FP8 = 80.0
 MAX_SLOWER_THAN_TRITON = 1.05
 MATRIX_LIMITS = ["7", "10", "none"]
 MATRIX_DTYPES = ["bf16", "fp16", "fp32"]
@@ -75,110 +77,70 @@ def matrix(out_path: str) -> int:
     return 0 if set(total) == {"PASS"} else 1
 
 
-def targets(bench_path: str) -> int:
-    data = json.load(open(bench_path))
-    copy = data["copy_gb_per_s"]
-    by = {(t["backend"], tuple(t["params"]["shape"])): t for t in data["timings"] if not t.get("error")}
-    print(f"speed targets (bf16, copy {copy:.0f} GB/s): cuda >= {MIN_PCT_COPY:.0f}% of copy and"
-          f" <= {MAX_SLOWER_THAN_TRITON:.2f}x the triton time")
-    print(f"{'shape':<12} {'cuda us':>9} {'cuda GB/s':>10} {'% copy':>7} {'triton us':>10} {'cuda/triton':>12}  verdict")
-    missed = 0
-    for shape in TARGET_SHAPES:
-        mine, triton = by.get(("cuda", shape)), by.get(("triton", shape))
-        if mine is None:
-            print(f"{_shape(shape):<12} no cuda timing  MISS")
-            missed += 1
+def _by_backend_and_shape(timings: list[dict]) -> dict:
+    """(backend, (T, D)) -> the row; for triton-fp8 the row-major-scale row where there is one."""
+    found: dict = {}
+    for t in timings:
+        if t.get("error") or "shape" not in t.get("params", {}):
             continue
-        ok = mine["pct_copy"] >= MIN_PCT_COPY
-        versus = "-"
-        if triton is not None:
-            relative = mine["median_us"] / triton["median_us"]
-            versus = f"{relative:.3f}"
-            ok = ok and relative <= MAX_SLOWER_THAN_TRITON
-        missed += not ok
-        print(f"{_shape(shape):<12} {mine['median_us']:>9.1f} {mine['gb_per_s']:>10.0f} {mine['pct_copy']:>7.1f}"
-              f" {triton['median_us'] if triton else float('nan'):>10.1f} {versus:>12}  {'ok' if ok else 'MISS'}")
-    if not any(backend == "triton" for backend, _ in by):
-        print("(no triton timings in this run: only the copy-bandwidth target was checked)")
+        key = (t["backend"], tuple(t["params"]["shape"]))
+        column_major = t["params"].get("fp8", {}).get("column_major", False)
+        if key not in found or not column_major:
+            found[key] = t
+    return found
+
+
+def targets(*bench_paths: str) -> int:
+    """Issues 3 and 4's speed targets, per bench JSON (one per timing method): triton >= 90%
+    of copy and faster than torch-compile, triton-fp8 >= 80%, cuda >= 90% and at most 1.05x
+    the triton time; with each backend's % same-size copy. Exit 1 when a target is missed."""
+    if not bench_paths:
+        print("cuda_gpu targets: give one or more bench JSON files", file=sys.stderr)
+        return 2
+    missed = 0
+    for path in bench_paths:
+        try:
+            data = json.load(open(path))
+        except (OSError, ValueError) as exc:
+            print(f"cuda_gpu targets: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+        by = _by_backend_and_shape(data["timings"])
+        timing = data.get("timing", "events")
+        print(f"speed targets, timing {timing} (bf16, copy {data['copy_gb_per_s']:.0f} GB/s, same timing):"
+              f" triton >= {MIN_PCT_COPY:.0f}% and faster than torch-compile; triton-fp8 >= {MIN_PCT_COPY_FP8:.0f}%;"
+              f" cuda >= {MIN_PCT_COPY:.0f}% and <= {MAX_SLOWER_THAN_TRITON:.2f}x the triton time")
+        print(f"{'shape':<12} {'backend':<14} {'us':>8} {'% copy':>7} {'% same-size':>11} {'x torch-compile':>15}"
+              f" {'x triton':>9}  verdict")
+        for shape in TARGET_SHAPES:
+            reference, triton = by.get(("torch-compile", shape)), by.get(("triton", shape))
+            for backend in ("triton", "triton-fp8", "cuda", "torch-compile"):
+                row = by.get((backend, shape))
+                if row is None:
+                    print(f"{_shape(shape):<12} {backend:<14} {'-':>8}  (not in this run)")
+                    continue
+                versus_tc = row["median_us"] / reference["median_us"] if reference and backend != "triton-fp8" else None
+                versus_triton = row["median_us"] / triton["median_us"] if triton and backend == "cuda" else None
+                verdict = ""
+                if backend == "triton":
+                    ok = row["pct_copy"] >= MIN_PCT_COPY and (versus_tc is None or versus_tc < 1.0)
+                    verdict = "ok" if ok else "MISS"
+                elif backend == "triton-fp8":
+                    ok = row["pct_copy"] >= MIN_PCT_COPY_FP8
+                    verdict = "ok" if ok else "MISS"
+                elif backend == "cuda":
+                    ok = row["pct_copy"] >= MIN_PCT_COPY and (versus_triton is None
+                                                              or versus_triton <= MAX_SLOWER_THAN_TRITON)
+                    verdict = "ok" if ok else "MISS"
+                missed += verdict == "MISS"
+                same = row.get("pct_same_size_copy", float("nan"))
+                print(f"{_shape(shape):<12} {backend:<14} {row['median_us']:>8.1f} {row['pct_copy']:>7.1f}"
+                      f" {same:>11.1f} {_fmt_ratio(versus_tc):>15} {_fmt_ratio(versus_triton):>9}  {verdict}")
+    print(f"targets missed: {missed}")
     return 1 if missed else 0
 
 
-def graph_us(call, sets: int, reps: int = 20) -> float:
-    """Median GPU time of one call in microseconds, from CUDA-graph replays (no host
-    launch cost in it, unlike the per-call events of `bench`): `bench.time_graph`."""
-    import statistics
-
-    from swiglu_check.bench import time_graph
-
-    return statistics.median(time_graph(call, sets, replays=reps)) * 1e3
-
-
-def host_us(call, sets: int, calls: int = 300) -> float:
-    """Host time per call when the host cannot wait on the GPU (launch cost)."""
-    import torch
-
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for i in range(calls):
-        call(i % sets)
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
-
-
-def copy_graph_us(bytes_moved: int, sets: int) -> float:
-    """A device copy moving the same bytes (read + write), timed like the kernel."""
-    import torch
-
-    elements = bytes_moved // 2 // 2  # bf16: half the bytes are read, half written
-    sources = [torch.empty(elements, dtype=torch.bfloat16, device="cuda").normal_() for _ in range(sets)]
-    targets = [torch.empty_like(src) for src in sources]
-    return graph_us(lambda i: targets[i].copy_(sources[i]), sets)
-
-
-def grid(out_path: str) -> int:
-    """Grid choices of the same kernel, each timed three ways: per-call CUDA events (as
-    `bench` does), replays of a CUDA graph (the kernel alone), and the host's time per
-    call; beside a copy of the same size timed by graph too."""
-    from swiglu_check import api, bench
-    from swiglu_check.backends import REGISTRY, Backend
-    from swiglu_check.kernels import cuda as cuda_kernels
-    from swiglu_check.kinds.gated import gated_bench_workloads
-
-    def variant(name: str, **grid_args: int) -> Backend:
-        return Backend(name=name, kind="gated", devices=("cuda",),
-                       call=lambda x, op: cuda_kernels.act_and_mul_variant(x, op, **grid_args))
-
-    settings = api.build_settings(op="deepseek-v4", dtypes=["bf16"], device="cuda")
-    copy = bench.copy_bandwidth(settings.device)
-    backends = [REGISTRY.get("cuda"), variant("block-per-row", items_per_block=1 << 30),
-                variant("256-per-block", items_per_block=256)]
-    workloads = []
-    for backend in backends:
-        workloads += gated_bench_workloads(backend, settings, TARGET_SHAPES)
-    timings = bench.measure(workloads, copy)
-    copies = {}
-    rows = []
-    for workload, timing in zip(workloads, timings):
-        shape = tuple(timing.params["shape"])
-        if shape not in copies:
-            copies[shape] = copy_graph_us(workload.bytes_moved, workload.sets)
-        graph = graph_us(workload.call, workload.sets)
-        rows.append(dict(timing.to_dict(), graph_us=graph, copy_graph_us=copies[shape],
-                         graph_pct_copy=100.0 * workload.bytes_moved / (graph * 1e-6) / copy,
-                         host_us=host_us(workload.call, workload.sets)))
-    print(f"cuda kernel timing (bf16 deepseek-v4 L10; copy {copy / 1e9:.0f} GB/s on 1 GiB): per-call events"
-          " as bench does | CUDA-graph replay (kernel alone) | same-size copy by graph | host us per call")
-    print(f"{'shape':<12} {'variant':<14} {'event us':>9} {'% copy':>7} {'graph us':>9} {'% copy':>7}"
-          f" {'copy us':>8} {'% same-size copy':>17} {'host us':>8}")
-    for row in rows:
-        print(f"{_shape(tuple(row['params']['shape'])):<12} {row['backend']:<14} {row['median_us']:>9.1f}"
-              f" {row['pct_copy']:>7.1f} {row['graph_us']:>9.1f} {row['graph_pct_copy']:>7.1f}"
-              f" {row['copy_graph_us']:>8.1f} {100.0 * row['copy_graph_us'] / row['graph_us']:>17.1f}"
-              f" {row['host_us']:>8.1f}")
-    with open(out_path, "w") as handle:
-        json.dump(rows, handle, indent=1, default=str)
-    return 0
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def errors() -> int:
@@ -230,10 +192,17 @@ def errors() -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"build": build, "matrix": matrix, "targets": targets, "grid": grid, "errors": errors}
+    commands = {"build": build, "matrix": matrix, "targets": targets, "errors": errors}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
+    if argv[0] != "targets":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"cuda_gpu {argv[0]}: needs a CUDA GPU and none is available (torch.cuda.is_available() is False)",
+                  file=sys.stderr)
+            return 2
     return commands[argv[0]](*argv[1:])
 
 

@@ -1,106 +1,88 @@
 #!/usr/bin/env python3
-"""Time launch configurations of the Triton kernels on the GPU (one device call).
+"""Time launch configurations of the Triton kernels against `torch-compile` (one GPU run).
 
-For the issue's bench shapes (bf16, deepseek-v4 op), times the `triton` kernel over a few
-(BLOCK_T, BLOCK_D, num_warps) and the `triton-fp8` kernel over (GROUPS_PER_PROG,
-num_warps), with the same method as `swiglu-check bench` (CUDA events, rotated inputs,
-host launches enqueued ahead), next to the device copy bandwidth measured in the same run.
-Prints one table per kernel, % of copy bandwidth per config; `--json PATH` keeps it all.
+At the issues' shapes (bf16, deepseek-v4, L = 10; T in {1024, 16384} x D in {2048, 7168,
+18432}), times the `triton` kernel over (BLOCK_T, BLOCK_D, num_warps) and the `triton-fp8`
+kernel over (GROUPS_PER_PROG, num_warps), with `swiglu-check bench`'s own method (per-call
+events and CUDA-graph replay; the 1 GiB copy and a same-size copy per row, same method),
+beside `torch-compile`. Prints a table per shape and the best configuration per shape:
+issue 3 wants triton >= 90% of copy and faster than torch-compile (x ref < 1), triton-fp8
+>= 80% of copy.
 
-Each shape also gets a size-matched device copy (the gated kernel's bytes, read plus
-written, timed the same way): what a plain copy of that size reaches, per call, shows
-how much of the gap at small shapes is the per-launch fixed cost rather than the kernel.
+    python3 scripts/triton_tune.py [--json OUT.json] [--shape TxD ...] [--timing events,graph] [--no-fp8]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import os
+import sys
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from swiglu_check import api
-from swiglu_check.bench import copy_bandwidth, time_call
-from swiglu_check.kernels.triton.gated import gated, launch_config
-from swiglu_check.kernels.triton.gated_fp8 import gated_fp8
-from swiglu_check.kernels.triton.gated_fp8 import launch_config as fp8_launch_config
-from swiglu_check.kinds.gated import bench_inputs
-from swiglu_check.quant import Fp8Spec
+from gated_tune_common import Candidate, parse_shapes, report, require_gpu, sweep, write_json  # noqa: E402
 
-SHAPES = [(1024, 2048), (1024, 7168), (1024, 18432), (16384, 2048), (16384, 7168), (16384, 18432)]
-GATED_CONFIGS = [(1, 512, 2), (1, 1024, 4), (1, 1024, 8), (1, 2048, 4), (1, 2048, 8), (1, 4096, 8),
-                 (1, 4096, 16), (2, 1024, 8), (4, 512, 8)]
-FP8_CONFIGS = [(2, 2), (4, 2), (4, 4), (8, 4), (8, 8), (16, 8), (16, 4)]
+# (BLOCK_T, BLOCK_D, num_warps); tiles wider than the row are skipped (half masked)
+GATED_CONFIGS = [(1, 512, 2), (1, 512, 4), (1, 1024, 4), (1, 1024, 8), (1, 2048, 4), (1, 2048, 8), (1, 4096, 16),
+                 (2, 1024, 8), (4, 512, 8)]
+FP8_CONFIGS = [(4, 2), (4, 4), (8, 4), (8, 8), (16, 4)]  # (GROUPS_PER_PROG, num_warps), group 128
 
 
-def _gbps(nbytes: int, call, sets: int) -> float:
-    return nbytes / (statistics.median(time_call(call, sets)) * 1e-3) / 1e9
+def gated_candidates(tokens: int, width: int) -> list[Candidate]:
+    from swiglu_check.backends import REGISTRY
+    from swiglu_check.kernels.triton.gated import gated, launch_config
+    from swiglu_check.ops import preset
+
+    op = preset("deepseek-v4")
+    found = [Candidate(f"triton default {launch_config(tokens, width, 2)}", lambda x: gated(x, op))]
+    found += [Candidate(f"triton {config}", lambda x, c=config: gated(x, op, _config=c))
+              for config in GATED_CONFIGS if config[1] <= width]
+    compiled = REGISTRY.get("torch-compile")
+    if compiled.available()[0]:
+        found.append(Candidate("torch-compile", lambda x: compiled.call(x, op), reference=True, mine=False))
+    return found
 
 
-def _gbps_back_to_back(nbytes: int, call, sets: int, window: int = 50, windows: int = 20) -> float:
-    """Like `_gbps`, but one event pair around each window of back-to-back calls (the
-    steady state of a graph-captured model): per-launch gaps overlap, events do not split
-    the stream. Median over windows of the per-call average."""
-    for i in range(10):
-        call(i % sets)
-    times = []
-    for w in range(windows):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(20_000_000)  # let the host enqueue the window ahead of the GPU
-        start.record()
-        for i in range(window):
-            call((w * window + i) % sets)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / window)
-    return nbytes / (statistics.median(times) * 1e-3) / 1e9
+def fp8_candidates(tokens: int, width: int) -> list[Candidate]:
+    from swiglu_check.kernels.triton.gated_fp8 import gated_fp8, launch_config
+    from swiglu_check.ops import preset
+    from swiglu_check.quant import Fp8Spec
+
+    op, spec = preset("deepseek-v4"), Fp8Spec()
+    default = launch_config(width // spec.group_size, spec.group_size)
+    found = [Candidate(f"triton-fp8 default {default}", lambda x: gated_fp8(x, op, spec))]
+    found += [Candidate(f"triton-fp8 {config}", lambda x, c=config: gated_fp8(x, op, spec, _config=c))
+              for config in FP8_CONFIGS]
+    return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--json", help="write every timing here")
-    args = parser.parse_args()
-    settings = api.build_settings(op="deepseek-v4", dtypes=["bf16"], device="cuda")
-    op = settings.op
-    copy = copy_bandwidth(settings.device) / 1e9
-    print(f"device {torch.cuda.get_device_name()}, copy {copy:.0f} GB/s")
-    results: dict = {"copy_gb_per_s": copy, "gated": {}, "fp8": {}}
-    for tokens, width in SHAPES:
-        xs = bench_inputs(tokens, width, "bf16", op, settings)
-        nbytes = 3 * tokens * width * 2
-        srcs = [x.view(-1)[: 3 * tokens * width // 2] for x in xs]  # half the bytes read, half written
-        dst = torch.empty_like(srcs[0])
-        row = {"size-matched copy": _gbps(nbytes, lambda i: dst.copy_(srcs[i]), len(srcs))}
-        del srcs, dst
-        for config in GATED_CONFIGS:
-            if config[1] > 2 * width:
-                continue
-            row[str(config)] = _gbps(nbytes, lambda i, c=config: gated(xs[i], op, _config=c), len(xs))
-        row["default " + str(launch_config(tokens, width, 2))] = _gbps(nbytes, lambda i: gated(xs[i], op), len(xs))
-        row["default back-to-back"] = _gbps_back_to_back(nbytes, lambda i: gated(xs[i], op), len(xs))
-        results["gated"][f"{tokens}x{width}"] = row
-        spec = Fp8Spec()
-        groups = width // spec.group_size
-        nbytes = 4 * tokens * width + tokens * width + 4 * tokens * groups
-        row = {}
-        for config in FP8_CONFIGS:
-            row[str(config)] = _gbps(nbytes, lambda i, c=config: gated_fp8(xs[i], op, spec, _config=c), len(xs))
-        row["default " + str(fp8_launch_config(groups, spec.group_size))] = _gbps(
-            nbytes, lambda i: gated_fp8(xs[i], op, spec), len(xs))
-        row["default back-to-back"] = _gbps_back_to_back(nbytes, lambda i: gated_fp8(xs[i], op, spec), len(xs))
-        results["fp8"][f"{tokens}x{width}"] = row
-        del xs
-        torch.cuda.empty_cache()
-    for kernel in ("gated", "fp8"):
-        print(f"\n{kernel}: % of copy bandwidth ({copy:.0f} GB/s) per config")
-        for shape, row in results[kernel].items():
-            cells = "  ".join(f"{name}={100 * v / copy:.1f}" for name, v in row.items())
-            print(f"  {shape:>12}  {cells}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+def fp8_bytes(tokens: int, width: int, size: int) -> int:
+    """[T, 2D] read; D fp8 values and D/128 fp32 scales per row written."""
+    return 2 * tokens * width * size + tokens * width + 4 * tokens * (width // 128)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write every timing here (a .fp8 suffix is added for the FP8 sweep)")
+    parser.add_argument("--shape", action="append", help="TxD (repeatable); default: the issues' six shapes")
+    parser.add_argument("--timing", default="events,graph", help="events, graph or both (default)")
+    parser.add_argument("--no-fp8", action="store_true", help="leave out the triton-fp8 sweep")
+    args = parser.parse_args(argv)
+    methods = tuple(m for m in args.timing.split(",") if m)
+    if not methods or set(methods) - {"events", "graph"}:
+        parser.error(f"--timing: expected events, graph or events,graph, got {args.timing!r}")
+    require_gpu("triton_tune")
+    shapes = parse_shapes(args.shape)
+    gated_result = sweep(gated_candidates, shapes, lambda t, d, size: 3 * t * d * size, methods)
+    write_json(gated_result, args.json)
+    print(report(gated_result, "triton launch configurations", "torch-compile"))
+    if not args.no_fp8:
+        fp8_result = sweep(fp8_candidates, shapes, fp8_bytes, methods)
+        write_json(fp8_result, args.json and args.json.replace(".json", "") + ".fp8.json")
+        print()
+        print(report(fp8_result, "triton-fp8 launch configurations (group 128; target >= 80% of copy)", "-"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

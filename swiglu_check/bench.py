@@ -7,6 +7,17 @@ L2 (so small shapes are not flattered by the cache). Calls are enqueued ahead of
 memory: every input read once plus every output written once. The copy bandwidth is
 measured in the same run, by a large device-to-device copy, counting read plus write.
 
+Beside it, every workload gets a same-size copy: a device copy moving the workload's own
+bytes (half read, half written), rotated and timed by the same method in the same run.
+A small launch does not reach the large copy's bandwidth even as a plain copy (fixed
+per-launch cost: ramp-up, tail, the launch gap), so "% same-size copy" says how close a
+kernel is to what its size allows, and "% copy" (the issues' metric) what it reaches.
+
+Two timing methods (`--timing`): `events` (above; the issues' method) and `graph`
+(replays of a CUDA graph of back-to-back calls: device time without the per-launch gaps
+between kernels, as in a graph-captured model). Workloads marked `graph` are always timed
+by graph; a backend whose calls cannot be captured falls back to events, and its row says so.
+
 A check kind contributes workloads through `bench_workloads(backend, settings)`; a
 workload may name a group and mark itself as the group's reference, so the table can
 print speed-up ratios measured in the same run (for example against cuBLAS).
@@ -24,11 +35,16 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .backends import Backend
+from .errors import InputError
 from .kinds import get_kind
 from .settings import RunSettings
 
 ROTATION_BYTES = 256 << 20  # at least this much input across the rotated sets (5x the H100's 50 MB L2)
 MAX_SETS = 16
+# A same-size copy reads half the bytes a gated kernel reads (1.5TD of 4TD at bf16), so
+# it may rotate more sets to keep its sources past the L2 cache just the same.
+COPY_MAX_SETS = 64
+TIMING_METHODS = ("events", "graph")
 
 
 @dataclass
@@ -61,6 +77,10 @@ class Timing:
     params: dict[str, Any]
     error: str = ""
     speedup: float | None = None  # reference time / this time, within the group
+    method: str = "events"  # how this row was timed: events or graph
+    same_size_copy_us: float = math.nan  # a copy of the same bytes, same method, same run
+    pct_same_size_copy: float = math.nan  # this row's bandwidth over that copy's, in %
+    note: str = ""  # e.g. why a row was timed by events in a graph run
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -153,37 +173,121 @@ def time_graph(call: Callable[[int], Any], sets: int, *, replays: int = 15, min_
     return times
 
 
-def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:
-    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus written."""
-    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).normal_()
-    dst = torch.empty_like(src)
-    times = time_call(lambda _i: dst.copy_(src), 1, warmup=5, reps=30)
-    return 2 * src.numel() * src.element_size() / (statistics.median(times) * 1e-3)
+# The timing functions by method name (tests substitute fakes here).
+TIMERS: dict[str, Callable[..., list[float]]] = {"events": time_call, "graph": time_graph}
 
 
-def measure(workloads: Iterable[Workload], copy_bytes_per_s: float) -> list[Timing]:
-    """Time every workload; a workload that raises gets a row with its error."""
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_copy(nbytes: int, device: str, method: str = "events") -> tuple[int, float]:
+    """(bytes moved, median ms) of a device-to-device copy moving about `nbytes` (read +
+    write), its sources rotated like a workload's inputs, timed by `method`."""
+    elements = max(1, nbytes // 4)  # bf16: half the bytes read, half written
+    sets = rotation_sets(2 * elements, limit=COPY_MAX_SETS)
+    sources = [torch.empty(elements, dtype=torch.bfloat16, device=device).normal_() for _ in range(sets)]
+    target = torch.empty_like(sources[0])  # one output buffer, like a kernel's reused allocation
+    times = TIMERS[method](lambda i: target.copy_(sources[i]), sets)
+    return 4 * elements, statistics.median(times)
+
+
+def copy_bandwidth(device: str, nbytes: int = 1 << 31, method: str = "events") -> float:
+    """Device-to-device copy bandwidth in bytes/s of a 1 GiB copy (2 GiB read plus
+    written), timed by `method`."""
+    moved, median_ms = time_copy(nbytes, device, method)
+    return moved / (median_ms * 1e-3)
+
+
+class SameSizeCopies:
+    """Same-size copy timings of one run, measured once per (bytes, method).
+
+    `timer(nbytes, method) -> (bytes moved, median ms)`; `time_copy` on the bench device
+    by default (tests pass a fake)."""
+
+    def __init__(self, timer: Callable[[int, str], tuple[int, float]]) -> None:
+        self._timer = timer
+        self._cache: dict[tuple[int, str], tuple[int, float]] = {}
+
+    def get(self, nbytes: int, method: str) -> tuple[int, float]:
+        key = (nbytes, method)
+        if key not in self._cache:
+            self._cache[key] = self._timer(nbytes, method)
+        return self._cache[key]
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def pct_of_same_size_copy(bytes_moved: int, median_ms: float, copy_bytes: int, copy_ms: float) -> float:
+    """The workload's bandwidth over the same-size copy's, in % (the copy may move a few
+    bytes fewer than the workload: bytes are rounded to whole bf16 pairs)."""
+    if not (median_ms > 0 and copy_ms > 0 and copy_bytes > 0):
+        return math.nan
+    return 100.0 * (bytes_moved / median_ms) / (copy_bytes / copy_ms)
+
+
+def time_workload(w: Workload, method: str) -> tuple[list[float], str, str]:
+    """(milliseconds per call, the method used, a note). `graph` falls back to events
+    when the workload's calls cannot be captured; workloads marked `graph` always use it."""
+    if w.graph or method == "graph":
+        try:
+            return TIMERS["graph"](w.call, w.sets), "graph", ""
+        except Exception as exc:
+            if w.graph:
+                raise
+            note = f"events: graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            _synchronize()
+            return TIMERS["events"](w.call, w.sets), "events", note
+    return TIMERS["events"](w.call, w.sets), "events", ""
+
+
+def measure(workloads: Iterable[Workload], copy_bytes_per_s: float, method: str = "events",
+            copies: SameSizeCopies | None = None, device: str = "cuda") -> list[Timing]:
+    """Time every workload by `method` (`events` or `graph`), each beside a same-size
+    copy timed the same way; a workload that raises gets a row with its error."""
+    if method not in TIMING_METHODS:
+        raise ValueError(f"unknown timing method {method!r}; expected one of {', '.join(TIMING_METHODS)}")
+    if copies is None:
+        copies = SameSizeCopies(lambda nbytes, how: time_copy(nbytes, device, how))
     timings: list[Timing] = []
     for w in workloads:
         try:
-            times = time_graph(w.call, w.sets) if w.graph else time_call(w.call, w.sets)
+            times, used, note = time_workload(w, method)
             median_ms = statistics.median(times)
             seconds = median_ms * 1e-3
-            timings.append(Timing(
+            timing = Timing(
                 w.backend, w.label, median_ms * 1e3, min(times) * 1e3, w.bytes_moved / seconds / 1e9,
                 100.0 * w.bytes_moved / seconds / copy_bytes_per_s, w.flops / seconds / 1e12 if w.flops else 0.0,
-                w.group, w.reference, w.params,
-            ))
+                w.group, w.reference, w.params, method=used, note=note,
+            )
+            copy_bytes, copy_ms = copies.get(w.bytes_moved, used)
+            timing.same_size_copy_us = copy_ms * 1e3
+            timing.pct_same_size_copy = pct_of_same_size_copy(w.bytes_moved, median_ms, copy_bytes, copy_ms)
+            timings.append(timing)
         except Exception as exc:  # one broken backend never stops the benchmark
             timings.append(Timing(w.backend, w.label, math.nan, math.nan, math.nan, math.nan, 0.0,
-                                  w.group, w.reference, w.params, error=f"{type(exc).__name__}: {exc}"))
-        torch.cuda.synchronize()
+                                  w.group, w.reference, w.params, error=f"{type(exc).__name__}: {exc}",
+                                  method=method))
+        _synchronize()
+    add_speedups(timings)
+    return timings
+
+
+def add_speedups(timings: list[Timing]) -> None:
+    """speedup = the group's reference time over this row's time (both in this run)."""
     references = {t.group: t for t in timings if t.reference and t.group and not t.error}
     for t in timings:
         ref = references.get(t.group)
         if ref is not None and not t.error and t is not ref:
             t.speedup = ref.median_us / t.median_us
-    return timings
+
+
+def require_cuda(settings: RunSettings) -> None:
+    """`bench` times CUDA devices only: a one-line InputError (exit 2) otherwise."""
+    if settings.device_type != "cuda":
+        raise InputError("bench needs a CUDA GPU and none is available (torch.cuda.is_available() is False)")
 
 
 def workloads_for(backends: Iterable[Backend], settings: RunSettings, shapes: Any = None) -> list[Workload]:

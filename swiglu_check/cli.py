@@ -508,12 +508,17 @@ def list_backends(fmt: str) -> int:
 @click.option("--device", default="auto", show_default=True, help="A CUDA device (auto, cuda, cuda:N).")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json"]))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here.")
+@click.option("--timing", default="events", show_default=True, type=click.Choice(["events", "graph"]),
+              help="events: CUDA events around each call (the issues' method); graph: CUDA-graph replays"
+                   " (device time without per-launch gaps). The copies are timed the same way.")
 @click.pass_context
-def bench(ctx: click.Context, shapes: tuple[str, ...], fmt: str, output: Path | None, **_: Any) -> int:
+def bench(ctx: click.Context, shapes: tuple[str, ...], fmt: str, output: Path | None, timing: str,
+          **_: Any) -> int:
     """Time every backend on the GPU against the device copy bandwidth (needs CUDA).
 
-    Median of CUDA-event timings after warm-up, inputs rotated past the L2 cache;
-    GB/s counts bytes read plus written, as the copy bandwidth does.
+    Median of CUDA-event timings (or CUDA-graph replays, --timing graph) after warm-up,
+    inputs rotated past the L2 cache; GB/s counts bytes read plus written, as the copy
+    bandwidth does. Each row is also compared with a copy of its own bytes (% same-size copy).
     """
     from . import bench as bench_mod
     from .reports.bench_table import bench_json, print_bench
@@ -524,18 +529,18 @@ def bench(ctx: click.Context, shapes: tuple[str, ...], fmt: str, output: Path | 
     if resolved["dtypes"][0] is None:
         resolved["dtypes"] = (["bf16"], "default")
     settings = settings_from(resolved, config)
-    if settings.device_type != "cuda":
-        raise InputError("bench needs a CUDA GPU and none is available (torch.cuda.is_available() is False)")
+    bench_mod.require_cuda(settings)
     chosen = [b for b in backends_from(resolved) if "cuda" in b.devices]
-    copy = bench_mod.copy_bandwidth(settings.device)
-    timings = bench_mod.measure(bench_mod.workloads_for(chosen, settings, _bench_shapes(shapes)), copy)
+    copy = bench_mod.copy_bandwidth(settings.device, method=timing)
+    timings = bench_mod.measure(bench_mod.workloads_for(chosen, settings, _bench_shapes(shapes)), copy, timing,
+                                device=settings.device)
     env = environment(settings.device)
     if fmt == "json":
-        click.echo(bench_json(timings, copy / 1e9, env), nl=False)
+        click.echo(bench_json(timings, copy / 1e9, env, timing), nl=False)
     else:
-        print_bench(make_console(click.get_text_stream("stdout")), timings, copy / 1e9, env["device_name"])
+        print_bench(make_console(click.get_text_stream("stdout")), timings, copy / 1e9, env["device_name"], timing)
     if output is not None:
-        output.write_text(bench_json(timings, copy / 1e9, env))
+        output.write_text(bench_json(timings, copy / 1e9, env, timing))
     return EXIT_FAIL if any(t.error for t in timings) else 0
 
 

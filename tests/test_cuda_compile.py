@@ -27,8 +27,9 @@ from swiglu_check.ops import ACTIVATIONS, CLAMP_MODES, LAYOUTS
 
 NVCC = build.find_nvcc()
 # one kernel per activation x clamp (none, pre, post) x layout, plus the planted
-# fminf-clamp variant (silu, pre) in both layouts
-KERNELS_PER_DTYPE = len(ACTIVATIONS) * (len(CLAMP_MODES) + 1) * len(LAYOUTS) + len(LAYOUTS)
+# fminf-clamp variant (silu, pre) in both layouts, plus the fast-math silu kernels that
+# the tuning script times (clamp x layout)
+KERNELS_PER_DTYPE = (len(ACTIVATIONS) + 1) * (len(CLAMP_MODES) + 1) * len(LAYOUTS) + len(LAYOUTS)
 _ENTRY = re.compile(r"^\.visible \.entry (\S+)\(", re.M)
 
 
@@ -139,10 +140,11 @@ _PLAN_MAIN = r"""
 #include <cstdio>
 #include "act_and_mul.h"
 int main() {
-  long long rows, items, per_block, max_blocks;
+  long long rows, items, per_block, max_blocks, max_threads;
   int sms, threads_per_sm;
-  while (std::scanf("%lld %lld %lld %lld %d %d", &rows, &items, &per_block, &max_blocks, &sms, &threads_per_sm) == 6) {
-    const auto plan = swiglu_check::plan_grid(rows, items, per_block, max_blocks, sms, threads_per_sm);
+  while (std::scanf("%lld %lld %lld %lld %d %d %lld", &rows, &items, &per_block, &max_blocks, &sms, &threads_per_sm,
+                    &max_threads) == 7) {
+    const auto plan = swiglu_check::plan_grid(rows, items, per_block, max_blocks, sms, threads_per_sm, max_threads);
     std::printf("%lld %lld %lld %d\n", (long long)plan.row_blocks, (long long)plan.chunks, (long long)plan.chunk,
                 plan.threads);
   }
@@ -151,7 +153,8 @@ int main() {
 """
 
 
-def _plans(tmp_path: Path, cases: list[tuple[int, int, int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+def _plans(tmp_path: Path, cases: list[tuple[int, ...]]) -> list[tuple[int, int, int, int]]:
+    """plan_grid for each (rows, items, items_per_block, max_blocks, sms, threads_per_sm[, max_threads])."""
     compiler = shutil.which(os.environ.get("CXX", "c++"))
     cuda_include = _cuda_include_dir()
     if compiler is None or cuda_include is None:
@@ -160,7 +163,7 @@ def _plans(tmp_path: Path, cases: list[tuple[int, int, int, int, int, int]]) -> 
     binary = tmp_path / "plan"
     subprocess.run([compiler, "-std=c++17", "-O1", f"-I{build.SOURCE_DIR}", f"-I{cuda_include}",
                     str(tmp_path / "plan.cpp"), "-o", str(binary)], check=True, capture_output=True)
-    stdin = "".join(" ".join(map(str, case)) + "\n" for case in cases)
+    stdin = "".join(" ".join(map(str, (*case, 0)[:7])) + "\n" for case in cases)
     out = subprocess.run([str(binary)], input=stdin, capture_output=True, text=True, check=True).stdout
     return [tuple(int(v) for v in line.split()) for line in out.splitlines()]
 
@@ -196,3 +199,15 @@ def test_grid_plans_cover_every_item_within_the_launch_limits(tmp_path) -> None:
         assert 1 <= row_blocks <= (min(rows, max_blocks) if max_blocks else rows)
         if per_block > 0 and items / per_block <= 65535:
             assert chunk <= per_block
+
+
+def test_max_threads_caps_the_block_and_keeps_the_chunks(tmp_path) -> None:
+    """max_threads (the tuning script's items per thread) shrinks blocks, never the work."""
+    cases = [(1024, 2304, 0, 0, *H100, 128), (1024, 2304, 512, 0, *H100, 128), (1024, 256, 1 << 30, 0, *H100, 64),
+             (1024, 2304, 0, 0, *H100, 100), (1024, 2304, 0, 0, *H100, 4096)]
+    plans = _plans(tmp_path, cases)
+    assert plans[0] == (1024, 9, 256, 128)  # the default chunks, two items per thread
+    assert plans[1] == (1024, 5, 461, 128)
+    assert plans[2] == (1024, 1, 256, 64)
+    assert plans[3] == (1024, 9, 256, 128)  # rounded up to whole warps
+    assert plans[4] == (1024, 9, 256, 256)  # a cap above the need changes nothing

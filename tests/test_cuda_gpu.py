@@ -71,9 +71,31 @@ def test_vector_scalar_and_grid_variants_agree_bit_for_bit(dtype: torch.dtype, l
         "32 per block": cuda_kernels.act_and_mul_variant(x, op, items_per_block=32),
         "persistent": cuda_kernels.act_and_mul_variant(x, op, max_blocks=-1),
         "scalar, 7 blocks": cuda_kernels.act_and_mul_variant(sliced, op, max_blocks=7, items_per_block=100),
+        "64 threads": cuda_kernels.act_and_mul_variant(x, op, max_threads=64),
+        "block per row, 128 threads": cuda_kernels.act_and_mul_variant(x, op, items_per_block=1 << 30, max_threads=128),
+        "scalar, 32 threads": cuda_kernels.act_and_mul_variant(sliced, op, max_threads=32),
     }
     for name, other in others.items():
         assert torch.equal(vector.view(torch.int8), other.view(torch.int8)), name
+
+
+def _fast_math(x: torch.Tensor, op: OpSpec) -> torch.Tensor:
+    return cuda_kernels.act_and_mul_variant(x, op, fast_math=True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("clamp", ["pre", "post"])
+def test_fast_math_silu_passes_in_16_bit_dtypes_and_keeps_nan(layout: str, clamp: str) -> None:
+    """The tuning script's fast-math silu (__expf, __fdividef): a few fp32 ulp, so bf16
+    and fp16 rows still PASS; NaN in gate or up still gives NaN."""
+    op = OpSpec(limit=7.0, layout=layout, clamp=clamp, alpha=1.702, beta=1.0)
+    backend = Backend(name="cuda-fast-math", kind="gated", call=_fast_math, devices=("cuda",))
+    report = api.check(backend, op=op, dtypes=["bf16", "fp16"], shapes=SHAPES, device="cuda")
+    assert {r.verdict for r in report.results} == {"PASS"}, [(r.case_id, r.reasons) for r in report.results]
+    x, expected = _with_nans(_x(16, 512, torch.bfloat16), layout)
+    assert torch.equal(torch.isnan(_fast_math(x, op)), expected)
+    with pytest.raises(RuntimeError, match="silu"):
+        cuda_kernels.act_and_mul_variant(x, OpSpec(activation="gelu", limit=7.0), fast_math=True)
 
 
 def _with_nans(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,17 +52,21 @@ def _functional():
 
 
 def act_and_mul_variant(x: torch.Tensor, op: OpSpec, *, max_blocks: int = 0, items_per_block: int = 0,
-                        fault: str = "none", out: torch.Tensor | None = None) -> torch.Tensor:
-    """The same kernel with a chosen grid or a planted fault (see FAULTS); for tuning and tests.
+                        fault: str = "none", max_threads: int = 0, fast_math: bool = False,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+    """The same kernel with a chosen launch configuration or a planted fault (see FAULTS);
+    for tuning and tests.
 
     `items_per_block`: 16-byte vectors (or elements, on the scalar path) of a row per block
-    (0: the default, 256; a huge value: one block per row). `max_blocks`: blocks along the
-    rows (0: one per row; > 0: at most that many; < 0: a persistent grid)."""
+    (0: the default plan; a huge value: one block per row). `max_blocks`: blocks along the
+    rows (0: one per row; > 0: at most that many, each looping over rows; < 0: a persistent
+    grid). `max_threads`: threads per block at most (0: one per work item, up to 512), so
+    each thread takes several items. `fast_math`: silu with __expf and __fdividef."""
     ensure_loaded()
     if out is None:
         out = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
     return torch.ops.swiglu_check._act_and_mul_variant(x, *_args(op), int(max_blocks), int(items_per_block), fault,
-                                                       out=out)
+                                                       int(max_threads), bool(fast_math), out=out)
 
 
 def availability() -> tuple[bool, str]:

@@ -51,9 +51,14 @@ struct Convert<__nv_bfloat16> {
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
 };
 
-template <Activation kAct>
+template <Activation kAct, bool kFastMath>
 __device__ __forceinline__ float activate(float g, float alpha) {
-  if constexpr (kAct == Activation::kSilu) {
+  if constexpr (kAct == Activation::kSilu && kFastMath) {
+    // ex2.approx and rcp.approx, a few ulp of fp32 (far below a bf16/fp16 rounding);
+    // a NaN g stays NaN, g -> -inf gives -0 like the IEEE form, except that a divisor
+    // in (2^126, 2^128) (g about -88) gives 0 for a result near 1e-37.
+    return __fdividef(g, 1.0f + __expf(-alpha * g));
+  } else if constexpr (kAct == Activation::kSilu) {
     return g / (1.0f + expf(-alpha * g));  // g * sigmoid(alpha * g)
   } else if constexpr (kAct == Activation::kGelu) {
     return 0.5f * g * (1.0f + erff(alpha * g * kInvSqrt2));
@@ -83,7 +88,7 @@ __device__ __forceinline__ float clamp_both(float v, float lim) {
   }
 }
 
-template <Activation kAct, ClampMode kClamp, bool kPropagateNan>
+template <Activation kAct, ClampMode kClamp, bool kPropagateNan, bool kFastMath>
 __device__ __forceinline__ float gated(float gate, float up, float alpha, float beta, float limit) {
   if constexpr (kClamp != ClampMode::kNone) {
     up = clamp_both<kPropagateNan>(up, limit);
@@ -91,7 +96,7 @@ __device__ __forceinline__ float gated(float gate, float up, float alpha, float 
   if constexpr (kClamp == ClampMode::kPre) {
     gate = clamp_upper<kPropagateNan>(gate, limit);
   }
-  float a = activate<kAct>(gate, alpha);
+  float a = activate<kAct, kFastMath>(gate, alpha);
   if constexpr (kClamp == ClampMode::kPost) {
     a = clamp_upper<kPropagateNan>(a, limit);
   }
@@ -174,7 +179,7 @@ __device__ __forceinline__ void store16(T* ptr, const uint4& value) {
   __stwb(reinterpret_cast<uint4*>(ptr), value);  // st.global.wb: a plain 128-bit store
 }
 
-template <typename T, Activation kAct, ClampMode kClamp, Layout kLayout, bool kPropagateNan>
+template <typename T, Activation kAct, ClampMode kClamp, Layout kLayout, bool kPropagateNan, bool kFastMath>
 __global__ void __launch_bounds__(kMaxThreads)
     act_and_mul_kernel(const ActAndMulParams p, const bool vectorized, const int chunk) {
   using Cvt = Convert<T>;
@@ -213,7 +218,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         }
 #pragma unroll
         for (int i = 0; i < kVec; ++i) {
-          res[i] = gated<kAct, kClamp, kPropagateNan>(gate[i], up[i], alpha, beta, limit);
+          res[i] = gated<kAct, kClamp, kPropagateNan, kFastMath>(gate[i], up[i], alpha, beta, limit);
         }
         store16(out_row + v * kVec, Vec::pack(res));
       }
@@ -221,19 +226,19 @@ __global__ void __launch_bounds__(kMaxThreads)
       for (int j = first + threadIdx.x; j < last; j += blockDim.x) {
         const int gate_at = kLayout == Layout::kHalves ? j : 2 * j;
         const int up_at = kLayout == Layout::kHalves ? width + j : 2 * j + 1;
-        out_row[j] = Cvt::from_float(gated<kAct, kClamp, kPropagateNan>(
+        out_row[j] = Cvt::from_float(gated<kAct, kClamp, kPropagateNan, kFastMath>(
             Cvt::to_float(x_row[gate_at]), Cvt::to_float(x_row[up_at]), alpha, beta, limit));
       }
     }
   }
 }
 
-template <typename T, Activation kAct, ClampMode kClamp, Layout kLayout, bool kPropagateNan>
+template <typename T, Activation kAct, ClampMode kClamp, Layout kLayout, bool kPropagateNan, bool kFastMath = false>
 cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
   if (p.rows <= 0 || p.width <= 0) {
     return cudaSuccess;
   }
-  const auto kernel = act_and_mul_kernel<T, kAct, kClamp, kLayout, kPropagateNan>;
+  const auto kernel = act_and_mul_kernel<T, kAct, kClamp, kLayout, kPropagateNan, kFastMath>;
   const bool vectorized = can_vectorize(p, sizeof(T));
   const int64_t items = vectorized ? p.width / vector_elements(sizeof(T)) : p.width;
   int device = 0, sms = 0, threads_per_sm = 0;
@@ -241,7 +246,7 @@ cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device);
   if (err != cudaSuccess) return err;
-  GridPlan plan = plan_grid(p.rows, items, p.items_per_block, p.max_blocks, sms, threads_per_sm);
+  GridPlan plan = plan_grid(p.rows, items, p.items_per_block, p.max_blocks, sms, threads_per_sm, p.max_threads);
   if (p.max_blocks < 0) {  // persistent: as many blocks as are resident at once
     int per_sm = 0;
     err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, plan.threads, 0);
@@ -257,27 +262,34 @@ cudaError_t launch(const ActAndMulParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <typename T, Activation kAct, ClampMode kClamp>
+template <typename T, Activation kAct, ClampMode kClamp, bool kFastMath>
 cudaError_t dispatch_layout(const ActAndMulParams& p, cudaStream_t stream) {
-  if (p.layout == Layout::kHalves) return launch<T, kAct, kClamp, Layout::kHalves, true>(p, stream);
-  if (p.layout == Layout::kInterleaved) return launch<T, kAct, kClamp, Layout::kInterleaved, true>(p, stream);
+  if (p.layout == Layout::kHalves) return launch<T, kAct, kClamp, Layout::kHalves, true, kFastMath>(p, stream);
+  if (p.layout == Layout::kInterleaved) {
+    return launch<T, kAct, kClamp, Layout::kInterleaved, true, kFastMath>(p, stream);
+  }
   return cudaErrorInvalidValue;
 }
 
-template <typename T, Activation kAct>
+template <typename T, Activation kAct, bool kFastMath = false>
 cudaError_t dispatch_clamp(const ActAndMulParams& p, cudaStream_t stream) {
   switch (p.clamp) {
-    case ClampMode::kNone: return dispatch_layout<T, kAct, ClampMode::kNone>(p, stream);
-    case ClampMode::kPre: return dispatch_layout<T, kAct, ClampMode::kPre>(p, stream);
-    case ClampMode::kPost: return dispatch_layout<T, kAct, ClampMode::kPost>(p, stream);
+    case ClampMode::kNone: return dispatch_layout<T, kAct, ClampMode::kNone, kFastMath>(p, stream);
+    case ClampMode::kPre: return dispatch_layout<T, kAct, ClampMode::kPre, kFastMath>(p, stream);
+    case ClampMode::kPost: return dispatch_layout<T, kAct, ClampMode::kPost, kFastMath>(p, stream);
   }
   return cudaErrorInvalidValue;
 }
 
 // Every combination of activation, clamp mode and layout for element type T, plus the
-// planted fminf-clamp variant (silu, pre clamp) that the NaN tests use.
+// planted fminf-clamp variant (silu, pre clamp) that the NaN tests use, plus the
+// fast-math silu kernels (every clamp mode and layout) that the tuning script times.
 template <typename T>
 cudaError_t dispatch(const ActAndMulParams& p, cudaStream_t stream) {
+  if (p.fast_math) {
+    if (p.activation != Activation::kSilu || !p.nan_propagating_clamp) return cudaErrorInvalidValue;
+    return dispatch_clamp<T, Activation::kSilu, true>(p, stream);
+  }
   if (!p.nan_propagating_clamp) {
     if (p.activation != Activation::kSilu || p.clamp != ClampMode::kPre) return cudaErrorInvalidValue;
     if (p.layout == Layout::kHalves) {

@@ -40,6 +40,12 @@ struct ActAndMulParams {
   // Blocks along the rows (gridDim.x). 0: one per row. > 0: at most this many, each
   // looping over rows. < 0: as many as fit on the device at once (a persistent grid).
   int max_blocks = 0;
+  // Threads per block at most (rounded up to a warp; <= 0: as many as the chunk has work
+  // items, up to kMaxThreads). Fewer threads than items: each thread loops over several.
+  int max_threads = 0;
+  // silu only, for tuning: __expf and __fdividef (ex2.approx, rcp.approx: the math the
+  // `triton` kernel compiles to) instead of expf and an IEEE division.
+  bool fast_math = false;
   // false only for a planted-bug variant used by the tests: the clamp written with
   // fminf/fmaxf, which turns a NaN input into +-L (silu with the pre clamp only).
   bool nan_propagating_clamp = true;
@@ -90,9 +96,9 @@ inline int threads_for(int64_t items) {
 // The grid for `rows` rows of `items` work items on a device of `sms` multiprocessors of
 // `threads_per_sm` threads. items_per_block <= 0 picks whole-row blocks or 256-item blocks
 // (above); max_blocks > 0 caps gridDim.x (the persistent grid, max_blocks < 0, is sized by
-// the caller from the occupancy of the kernel).
+// the caller from the occupancy of the kernel); max_threads > 0 caps the block size.
 inline GridPlan plan_grid(int64_t rows, int64_t items, int64_t items_per_block, int64_t max_blocks, int sms,
-                          int threads_per_sm) {
+                          int threads_per_sm, int64_t max_threads = 0) {
   GridPlan plan;
   int64_t per_block = items_per_block;
   if (per_block <= 0) {
@@ -108,6 +114,10 @@ inline GridPlan plan_grid(int64_t rows, int64_t items, int64_t items_per_block, 
   plan.chunk = items > 0 ? (items + plan.chunks - 1) / plan.chunks : 1;
   plan.chunks = items > 0 ? (items + plan.chunk - 1) / plan.chunk : 1;  // no empty chunk at the end
   plan.threads = threads_for(plan.chunk);
+  if (max_threads > 0) {
+    const int64_t cap = max_threads < kMaxThreads ? (max_threads + 31) / 32 * 32 : kMaxThreads;
+    plan.threads = plan.threads < cap ? plan.threads : static_cast<int>(cap);
+  }
   plan.row_blocks = rows > 0 ? rows : 1;
   if (max_blocks > 0 && max_blocks < plan.row_blocks) plan.row_blocks = max_blocks;
   plan.row_blocks = plan.row_blocks < kMaxRowBlocks ? plan.row_blocks : kMaxRowBlocks;

@@ -3,7 +3,8 @@
 //   act_and_mul(Tensor x, str activation="silu", float alpha=1., float beta=0.,
 //               float? limit=None, str layout="halves", str clamp="pre") -> Tensor
 //   act_and_mul.out(..., *, Tensor(a!) out) -> Tensor(a!)
-//   _act_and_mul_variant(..., int max_blocks, int items_per_block, str fault, *, Tensor(a!) out)
+//   _act_and_mul_variant(..., int max_blocks, int items_per_block, str fault, int max_threads=0,
+//                        bool fast_math=False, *, Tensor(a!) out)
 //
 // x is [..., 2D] in fp32, fp16 or bf16 on a CUDA device; out is [..., D] of the same dtype.
 // The last dimension must be contiguous; the rows may be strided (a column slice of a
@@ -11,9 +12,10 @@
 // that is not 16-byte aligned selects the scalar path). The kernels run on the current
 // CUDA stream of x's device.
 //
-// `_act_and_mul_variant` exists for tuning and tests: `max_blocks` and `items_per_block`
-// pick the grid (see ActAndMulParams; 0 and 0 are the defaults), and `fault` plants a
-// known bug so the tests can show that the tool catches it.
+// `_act_and_mul_variant` exists for tuning and tests: `max_blocks`, `items_per_block` and
+// `max_threads` pick the grid (see ActAndMulParams; 0, 0 and 0 are the defaults),
+// `fast_math` the approximate silu (tuning only), and `fault` plants a known bug so the
+// tests can show that the tool catches it.
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 #include <c10/cuda/CUDAStream.h>
@@ -165,7 +167,8 @@ Fault parse_fault(c10::string_view name) {
 
 at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                 const std::optional<double>& limit, c10::string_view layout, c10::string_view clamp, int64_t max_blocks,
-                int64_t items_per_block, Fault fault, at::Tensor& out) {
+                int64_t items_per_block, Fault fault, at::Tensor& out, int64_t max_threads = 0,
+                bool fast_math = false) {
   check_input(x);
   check_output(x, out);
   TORCH_CHECK(std::isfinite(alpha) && std::isfinite(beta),
@@ -185,6 +188,10 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
   p.out_row_stride = row_stride(out, "out");
   p.max_blocks = static_cast<int>(std::max<int64_t>(std::min<int64_t>(max_blocks, 1 << 30), -1));
   p.items_per_block = static_cast<int>(std::max<int64_t>(std::min<int64_t>(items_per_block, 1 << 30), 0));
+  p.max_threads = static_cast<int>(std::max<int64_t>(std::min<int64_t>(max_threads, kMaxThreads), 0));
+  TORCH_CHECK(!fast_math || p.activation == Activation::kSilu,
+              "act_and_mul: fast_math exists for the silu activation only");
+  p.fast_math = fast_math;
   p.x = x.data_ptr();
   p.out = out.data_ptr();
 
@@ -195,8 +202,8 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
       if (p.activation == Activation::kGeluTanh) p.activation = Activation::kGelu;
       break;
     case Fault::kFminfClamp:
-      TORCH_CHECK(p.activation == Activation::kSilu && p.clamp == ClampMode::kPre,
-                  "act_and_mul: the fminf_clamp fault exists for silu with a pre clamp only");
+      TORCH_CHECK(p.activation == Activation::kSilu && p.clamp == ClampMode::kPre && !p.fast_math,
+                  "act_and_mul: the fminf_clamp fault exists for silu with a pre clamp only, without fast_math");
       p.nan_propagating_clamp = false;
       break;
     case Fault::kIgnoreRowStride: p.x_row_stride = 2 * p.width; break;
@@ -234,8 +241,9 @@ at::Tensor act_and_mul(const at::Tensor& x, c10::string_view activation, double 
 at::Tensor& act_and_mul_variant(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                                 std::optional<double> limit, c10::string_view layout, c10::string_view clamp,
                                 int64_t max_blocks, int64_t items_per_block, c10::string_view fault,
-                                at::Tensor& out) {
-  return run(x, activation, alpha, beta, limit, layout, clamp, max_blocks, items_per_block, parse_fault(fault), out);
+                                int64_t max_threads, bool fast_math, at::Tensor& out) {
+  return run(x, activation, alpha, beta, limit, layout, clamp, max_blocks, items_per_block, parse_fault(fault), out,
+             max_threads, fast_math);
 }
 
 }  // namespace
@@ -251,7 +259,8 @@ TORCH_LIBRARY_FRAGMENT(swiglu_check, m) {
       "str layout=\"halves\", str clamp=\"pre\", *, Tensor(a!) out) -> Tensor(a!)");
   m.def(
       "_act_and_mul_variant(Tensor x, str activation, float alpha, float beta, float? limit, str layout, "
-      "str clamp, int max_blocks, int items_per_block, str fault, *, Tensor(a!) out) -> Tensor(a!)");
+      "str clamp, int max_blocks, int items_per_block, str fault, int max_threads=0, bool fast_math=False, *, "
+      "Tensor(a!) out) -> Tensor(a!)");
 }
 
 // CUDA is the only real implementation. The CPU entries exist so a CPU tensor gets the

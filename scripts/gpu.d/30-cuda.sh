@@ -3,7 +3,7 @@
 # GPU tests, the Done-when `run` checks (every preset, both layouts, an odd width, a
 # misaligned column-slice input) and `bench` beside torch-compile, triton and the copy.
 # Files under $OUT (8 at most come back from the device): cuda-build.log, cuda-pytest.log,
-# cuda-run-table.txt, cuda-matrix.json, cuda-bench.json, cuda-grid.json.
+# cuda-run-table.txt, cuda-matrix.json, cuda-bench.json, cuda-tune.json (CUDA_TUNE=1).
 set -uo pipefail
 rc=0
 say() { echo "$*" | tee -a "$SUMMARY"; }
@@ -67,7 +67,9 @@ python3 scripts/cuda_gpu.py targets "$OUT/cuda-bench.json" | tee -a "$SUMMARY"
 [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
 swiglu-check bench --backend "${backends%,torch-compile}" --op gpt-oss --dtype bf16 \
   --shape 1024x2048 --shape 1024x18432 --shape 16384x7168 --shape 16384x18432 | tee -a "$SUMMARY" || rc=1
-python3 scripts/cuda_gpu.py grid "$OUT/cuda-grid.json" | tee -a "$SUMMARY" || rc=1
+if [ "${CUDA_TUNE:-0}" = 1 ]; then  # launch configurations against triton (also in the `speed` part)
+  python3 scripts/cuda_tune.py --json "$OUT/cuda-tune.json" | tee -a "$SUMMARY" || rc=1
+fi
 
 if [ "$errors_rc" -ne 0 ] || grep -q "crashed" "$OUT/cuda-pytest.log"; then
   echo "== cuda: a process crashed; native backtrace under cuda-gdb (bounded)"

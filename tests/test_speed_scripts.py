@@ -1,0 +1,200 @@
+"""The GPU speed scripts on a machine without a GPU: they parse, fail cleanly (exit 2, one
+line), and their pure parts (the targets table, the sweep report) compute the right
+verdicts from made-up timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from swiglu_check.bench import Timing
+from swiglu_check.reports.bench_table import bench_json
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+
+
+def _load(name: str):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@no_gpu
+@pytest.mark.parametrize("args", [["scripts/cuda_tune.py"], ["scripts/triton_tune.py", "--no-fp8"],
+                                  ["scripts/cuda_gpu.py", "build"], ["scripts/cuda_gpu.py", "errors"]])
+def test_gpu_scripts_exit_two_with_one_line_without_a_gpu(args) -> None:
+    done = _run(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs a CUDA GPU" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("script", ["cuda_tune", "triton_tune"])
+def test_tune_scripts_reject_a_bad_timing_with_exit_two(script) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _load(script).main(["--timing", "wallclock"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("part", sorted((SCRIPTS / "gpu.d").glob("*.sh")) + [SCRIPTS / "gpu-check"],
+                         ids=lambda p: p.name)
+def test_gpu_parts_are_valid_bash(part: Path) -> None:
+    done = subprocess.run(["bash", "-n", str(part)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _timing(backend: str, shape: tuple[int, int], us: float, pct_copy: float, **params) -> Timing:
+    return Timing(backend, f"bf16 {shape[0]}x{shape[1]}", us, us, 0.0, pct_copy, 0.0, "", False,
+                  {"shape": list(shape), **params}, method="graph", same_size_copy_us=us / 2, pct_same_size_copy=50.0)
+
+
+def _bench_file(tmp_path: Path, timings: list[Timing], name: str = "bench.json") -> str:
+    path = tmp_path / name
+    path.write_text(bench_json(timings, 3000.0, {}, "graph"))
+    return str(path)
+
+
+def test_targets_pass_when_every_backend_meets_its_target(tmp_path, capsys) -> None:
+    cuda_gpu = _load("cuda_gpu")
+    rows = []
+    for shape in cuda_gpu.TARGET_SHAPES:
+        rows += [_timing("torch-compile", shape, 10.0, 91.0), _timing("triton", shape, 9.9, 92.0),
+                 _timing("cuda", shape, 10.3, 90.5), _timing("triton-fp8", shape, 8.0, 81.0, fp8={})]
+    assert cuda_gpu.targets(_bench_file(tmp_path, rows)) == 0
+    out = capsys.readouterr().out
+    assert "timing graph" in out and "MISS" not in out and "targets missed: 0" in out
+    assert "0.990" in out and "1.040" in out  # triton x torch-compile, cuda x triton
+
+
+@pytest.mark.parametrize("change,missed", [
+    (("triton", 10.1, 95.0), "triton"),  # slower than torch-compile
+    (("triton", 9.9, 89.9), "triton"),  # below 90% of copy
+    (("cuda", 10.5, 95.0), "cuda"),  # more than 1.05x the triton time
+    (("cuda", 9.0, 89.0), "cuda"),  # below 90% of copy
+    (("triton-fp8", 8.0, 79.9), "triton-fp8"),  # below 80% of copy
+])
+def test_targets_miss_each_failing_backend(tmp_path, capsys, change, missed) -> None:
+    cuda_gpu = _load("cuda_gpu")
+    shape = (1024, 7168)
+    good = {"torch-compile": (10.0, 91.0), "triton": (9.9, 92.0), "cuda": (10.0, 91.0), "triton-fp8": (8.0, 81.0)}
+    good[change[0]] = change[1:]
+    rows = [_timing(b, s, *(good[b] if s == shape else (1.0, 99.0) if b != "torch-compile" else (2.0, 99.0)))
+            for s in cuda_gpu.TARGET_SHAPES for b in good]
+    assert cuda_gpu.targets(_bench_file(tmp_path, rows), _bench_file(tmp_path, rows, "second.json")) == 1
+    out = capsys.readouterr().out
+    misses = [line for line in out.splitlines() if line.endswith("MISS")]
+    assert len(misses) == 2 and all(line.startswith("1024x7168") and f" {missed} " in line for line in misses)
+    assert "targets missed: 2" in out
+
+
+def test_targets_prefer_row_major_fp8_scales(tmp_path, capsys) -> None:
+    cuda_gpu = _load("cuda_gpu")
+    rows = [_timing("triton-fp8", (1024, 2048), 5.0, 70.0, fp8={"column_major": True}),
+            _timing("triton-fp8", (1024, 2048), 4.0, 85.0, fp8={"column_major": False})]
+    cuda_gpu.targets(_bench_file(tmp_path, rows))
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:2] == ["1024x2048", "triton-fp8"])
+    assert "85.0" in line and line.endswith("ok")
+
+
+def test_targets_without_files_or_with_a_missing_file_exit_two(tmp_path) -> None:
+    cuda_gpu = _load("cuda_gpu")
+    assert cuda_gpu.targets() == 2
+    assert cuda_gpu.targets(str(tmp_path / "absent.json")) == 2
+
+
+def test_sweep_report_picks_the_fastest_configuration_per_method() -> None:
+    common = _load("gated_tune_common")
+
+    def row(name, method, us, reference=False, mine=True, error=""):
+        return {"backend": name, "timing": method, "method": method, "median_us": us, "pct_copy": 900.0 / us,
+                "pct_same_size_copy": 500.0 / us, "reference": reference, "mine": mine, "error": error,
+                "shape": [1024, 2048]}
+
+    result = {"device": "test device", "op": "silu", "methods": ["events", "graph"],
+              "copy_gb_per_s": {"events": 3000.0, "graph": 3000.0},
+              "rows": [row("a", "events", 10.0), row("a", "graph", 7.0), row("b", "events", 9.0),
+                       row("b", "graph", 8.0), row("c", "events", 1.0, error="boom"), row("c", "graph", 1.0, error="x"),
+                       row("ref", "events", 12.0, reference=True, mine=False),
+                       row("ref", "graph", 7.5, reference=True, mine=False)]}
+    text = common.report(result, "test sweep", "ref")
+    best = [line for line in text.splitlines() if " best " in line]
+    assert len(best) == 2
+    assert best[0].split()[:4] == ["1024x2048", "events", "best", "b"] and "x0.750 ref time" in best[0]
+    assert best[1].split()[:4] == ["1024x2048", "graph", "best", "a"] and f"x{7.0 / 7.5:.3f} ref time" in best[1]
+    assert "error: boom" in text
+    assert math.isclose(common._ratio(result["rows"][0], result["rows"][6]), 10.0 / 12.0)
+
+
+def test_sweep_shapes_default_to_the_issue_shapes() -> None:
+    common = _load("gated_tune_common")
+    assert common.parse_shapes(None) == [(1024, 2048), (1024, 7168), (1024, 18432),
+                                         (16384, 2048), (16384, 7168), (16384, 18432)]
+    assert common.parse_shapes(["8x16"]) == [(8, 16)]
+    assert json.loads(json.dumps(common.ISSUE_SHAPES))
+
+
+def test_sweep_times_every_candidate_by_every_method_on_fake_timers(monkeypatch) -> None:
+    """The sweep's plumbing on the CPU: fake timers (time = output elements x a per-method
+    factor) and a fake large copy; the reference and the ratios come out of the rows."""
+    from swiglu_check import bench
+    from swiglu_check.references import gated as ref
+
+    common = _load("gated_tune_common")
+    factor = {"events": 1e-6, "graph": 0.5e-6}
+
+    def fake(method):
+        def timer(call, sets, **_):
+            out = call(0)
+            return [out.numel() * factor[method]]
+        return timer
+
+    monkeypatch.setitem(bench.TIMERS, "events", fake("events"))
+    monkeypatch.setitem(bench.TIMERS, "graph", fake("graph"))
+    monkeypatch.setattr(bench, "copy_bandwidth", lambda device, method="events": 1e9)
+
+    def candidates(tokens, width):
+        from swiglu_check.ops import preset
+
+        op = preset("deepseek-v4")
+        return [common.Candidate("half", lambda x: ref.fused(x, op)[:, : width // 2]),
+                common.Candidate("full", lambda x: ref.fused(x, op)),
+                common.Candidate("ref", lambda x: ref.fused(x, op), reference=True, mine=False)]
+
+    result = common.sweep(candidates, [(4, 16)], lambda t, d, size: 3 * t * d * size, device="cpu")
+    assert len(result["rows"]) == 6 and result["methods"] == ["events", "graph"]
+    text = common.report(result, "fake", "ref")
+    best = [line.split() for line in text.splitlines() if " best " in line]
+    assert [b[:4] for b in best] == [["4x16", "events", "best", "half"], ["4x16", "graph", "best", "half"]]
+    assert all("x0.500" in " ".join(b) for b in best)
+    half_graph = next(r for r in result["rows"] if r["backend"] == "half" and r["timing"] == "graph")
+    assert half_graph["median_us"] == pytest.approx(32 * 0.5e-6 * 1e3)
+    assert half_graph["pct_same_size_copy"] == pytest.approx(100.0 * 96 / 32)  # copy moves 1.5*T*D elements
+
+
+def test_candidate_lists_build_without_a_gpu() -> None:
+    cuda_tune, triton_tune = _load("cuda_tune"), _load("triton_tune")
+    names = [c.name for c in cuda_tune.candidates(1024, 7168)]
+    assert names[: len(cuda_tune.CONFIGS)] == [f"cuda {n}" for n in cuda_tune.CONFIGS]
+    assert "torch-compile" in names
+    gated = triton_tune.gated_candidates(1024, 2048)
+    assert gated[0].name.startswith("triton default") and any(c.reference for c in gated)
+    assert all(c.mine for c in gated if not c.reference)
+    assert len(triton_tune.fp8_candidates(1024, 2048)) == len(triton_tune.FP8_CONFIGS) + 1
