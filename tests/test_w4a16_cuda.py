@@ -11,6 +11,7 @@ backends PASS.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -100,10 +101,13 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 gpu = pytest.mark.gpu
 
 
+@functools.lru_cache(maxsize=8)
 def make_problem(fmt: str, m: int, k: int, n: int, dtype: torch.dtype, seed: int = 0):
+    """x, the quantized weight and the float64 product on the dequantized weight (quantized
+    on the GPU: the CPU bytes match, test_w4a16_gemm.py checks that)."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(n, k, generator=g) / k**0.5
-    q = fp4.quantize(w, fmt).to(DEVICE)
+    q = fp4.quantize(w.to(DEVICE), fmt)
     x = torch.randn(m, k, generator=g).to(dtype).to(DEVICE)
     exact = x.double() @ fp4.dequantize(q).T
     return x, q, exact
