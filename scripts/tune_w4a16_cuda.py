@@ -24,6 +24,7 @@ def main() -> int:
     parser.add_argument("--json", help="write every timing here")
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     parser.add_argument("--shapes", default="", help="MxKxN,... (default: the bench shapes)")
+    parser.add_argument("--table", help="write the best config per M bucket here (JSON, for SWIGLU_CHECK_W4A16_CUDA_TABLE)")
     args = parser.parse_args()
     import torch
 
@@ -40,7 +41,7 @@ def main() -> int:
     print(f"device {torch.cuda.get_device_name()}; extension ready in {time.perf_counter() - start:.1f} s", flush=True)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s] or list(BENCH_SHAPES)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, ctas_per_sm=c) for r, c in itertools.product((1, 2), (2, 4, 8))]
+    configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, ctas_per_sm=c) for r, c in itertools.product((1, 2), (3, 6, 12))]
     rows = []
     print(f'{"shape":<16} {"format":<6} {"cuBLAS":>7} {"triton":>7} {"best cuda":>9} {"config":<9} {"x cuBLAS":>8}'
           f' {"x triton":>8}  all cuda configs (us)', flush=True)
@@ -74,10 +75,33 @@ def main() -> int:
               f" {cublas / best[0]:7.2f}x {triton_us / best[0]:7.2f}x  {all_text}", flush=True)
         del data
         torch.cuda.empty_cache()
+    if args.table:
+        write_table(rows, configs, args.table)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "dtype": args.dtype, "rows": rows}, f, indent=1)
     return 0
+
+
+def write_table(rows: list[dict], configs: list, path: str) -> None:
+    """Per M bucket (the M values timed), the config with the smallest geometric mean time
+    over that M's shapes and formats."""
+    import dataclasses
+    import math
+
+    by_label = {cfg.label: cfg for cfg in configs}
+    table = []
+    for m in sorted({row["shape"][0] for row in rows}):
+        mine = [row for row in rows if row["shape"][0] == m]
+        def score(label: str) -> float:
+            times = [row["cuda_us"][label] for row in mine]
+            return math.exp(sum(math.log(t) for t in times) / len(times)) if all(t == t for t in times) else math.inf
+        best = min(by_label, key=score)
+        print(f"M <= {m}: {best} (geometric mean {score(best):.1f} us)")
+        table.append({"m_max": m, "config": dataclasses.asdict(by_label[best])})
+    table[-1]["m_max"] = 1 << 30
+    with open(path, "w") as f:
+        json.dump(table, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from click.testing import CliRunner
 
 from swiglu_check import api
 from swiglu_check.cli import cli
-from swiglu_check.dtypes import ulp_distance
 from swiglu_check.kernels.w4a16 import cuda_gemm
 from swiglu_check.kernels.w4a16.backends import cuda_gemm_backend
 from swiglu_check.kinds.w4a16_common import ideal_output
@@ -29,8 +28,8 @@ from swiglu_check.references import fp4
 from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
-# per source: (token tiles 1, 2, 4, 8) x (rows per warp 1, 2) + the 2 plants x 4 token tiles
-KERNELS_PER_SOURCE = 4 * 2 + 2 * 4
+# per source: (token tiles 1, 2) x (rows per warp 1, 2) + the 2 plants x 2 token tiles
+KERNELS_PER_SOURCE = 2 * 2 + 2 * 2
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +78,11 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     # K of 256 (2 chunks): no split leaves a split with fewer than two chunks
     assert cuda_gemm.choose_split_k(1, 128, 256, cfg, 132) == 1
     assert cuda_gemm.choose_split_k(1, 128, 512, cfg, 132) == 2
-    # more tokens, more tiles along z, less split
-    assert cuda_gemm.choose_split_k(100, 4096, 4096, cfg, 132) == 8
+    # more tokens: 7 groups of 16 per weight tile (224 CTAs), less split
+    assert cuda_gemm.choose_split_k(100, 4096, 4096, cfg, 132) == 2
     assert cuda_gemm.choose_split_k(1, 4096, 4096, cuda_gemm.CudaGemmConfig(split_k=3), 132) == 3
-    assert cuda_gemm.output_tiles(100, 1000, 1) == 16 * 2
+    assert cuda_gemm.output_tiles(100, 1000, 1) == 16 * 7
+    assert cuda_gemm.output_tiles(8, 1000, 2) == 8
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")
@@ -132,10 +132,26 @@ def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -
     x, q, exact = make_problem(fmt, m, k, n, DTYPES[dtype], seed=m + n)
     y = cuda_gemm.cuda_w4a16_matmul(x, q, config=config)
     assert y.shape == (m, n) and y.dtype == x.dtype
+    assert_one_rounding_of_an_fp32_sum(y, x, q, exact)
+
+
+def assert_one_rounding_of_an_fp32_sum(y: torch.Tensor, x: torch.Tensor, q, exact: torch.Tensor) -> None:
+    """|y - exact| within half an ULP of the output (the one rounding) plus the classic
+    bound of an fp32 sum of K products, K * 2^-24 * (|x| @ |W|^T), which covers any
+    summation order (MMA, split-K). A wrong weight, scale or order of K costs far more."""
+    k = x.shape[1]
+    magnitude = x.abs().double() @ fp4.dequantize(q).abs().T
+    spacing = torch.finfo(y.dtype).eps * exact.abs().clamp_min(torch.finfo(y.dtype).tiny)
+    allowed = spacing + (k + 16) * 2.0**-24 * magnitude
+    err = (y.double() - exact).abs()
+    worst = int((err / allowed).argmax())
+    row, col = divmod(worst, y.shape[1])
+    assert bool((err <= allowed).all()), (
+        f"worst at [{row}, {col}]: y {float(y[row, col]):.6g}, exact {float(exact[row, col]):.6g},"
+        f" allowed {float(allowed[row, col]):.3g}, {int((err > allowed).sum())} of {err.numel()} outside")
     ideal, _ = ideal_output(exact, x.dtype, False)
-    assert int(ulp_distance(y, ideal).max()) <= 1
     rel = float((y.double() - exact).norm() / exact.norm())
-    assert rel <= 1.5 * float((ideal.double() - exact).norm() / exact.norm()) + 1e-12
+    assert rel <= 1.2 * float((ideal.double() - exact).norm() / exact.norm()) + 1e-12
 
 
 @gpu
@@ -179,7 +195,7 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
 @gpu
 def test_gpu_real_backends_pass_through_the_runner() -> None:
     report = api.check(["w4a16-nvfp4-cuda", "w4a16-mxfp4-cuda"], dtypes="bf16,fp16",
-                       shapes="16x4096x1024,1x2112x1000", device=DEVICE)
+                       shapes="16x4096x1024,3x2112x1000", device=DEVICE)
     assert report.passed and len(report.results) == 8
     for result in report.results:
         assert result.metrics["floor_ratio"] < 1.2, result.case_id

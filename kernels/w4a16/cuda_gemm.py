@@ -12,6 +12,8 @@ tokens). Built with the gated-activation extension's machinery (kernels/cuda/bui
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +50,14 @@ class CudaGemmConfig:
 
 
 def token_tiles(m: int) -> int:
-    """8-token MMA tiles per CTA (the kernel's token_tiles)."""
-    return 1 if m <= 8 else 2 if m <= 16 else 4 if m <= 32 else 8
+    """8-token MMA tiles per CTA (the kernel's token_tiles): more than 16 tokens run as
+    several groups of 16, each re-reading the weight tile (through L2: the groups of one
+    tile are neighbours in the grid)."""
+    return 1 if m <= 8 else 2
 
 
 def output_tiles(m: int, n: int, rows_per_warp: int) -> int:
+    """CTAs per split: weight-row tiles times token groups."""
     rows = WARPS * 16 * rows_per_warp
     tokens = 8 * token_tiles(m)
     return -(-n // rows) * -(-m // tokens)
@@ -72,9 +77,23 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int) -> 
     return split
 
 
+# (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
+# and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces this one.
+GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = ((1 << 30, CudaGemmConfig()),)
+TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
+
+
+def load_table(path: str) -> tuple[tuple[int, CudaGemmConfig], ...]:
+    with open(path) as f:
+        rows = json.load(f)
+    return tuple((int(row["m_max"]), CudaGemmConfig(**row["config"])) for row in rows)
+
+
 def pick_config(m: int) -> CudaGemmConfig:
-    """The default launch configuration for M tokens."""
-    return CudaGemmConfig()
+    """The launch configuration for M tokens, from the table."""
+    path = os.environ.get(TABLE_ENV)
+    table = load_table(path) if path else GPU_TABLE
+    return next((cfg for top, cfg in table if m <= top), table[-1][1])
 
 
 def availability() -> tuple[bool, str]:

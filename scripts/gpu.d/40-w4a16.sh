@@ -18,11 +18,16 @@ fi
 start=$(date +%s)
 python3 -c "from swiglu_check.kernels.w4a16 import cuda_gemm; cuda_gemm.EXTENSION.ensure_loaded()" 2>&1 | tail -3
 echo "W4A16 CUDA extension ready after $(( $(date +%s) - start )) s" | tee -a "$SUMMARY"
-python3 -m pytest -q -m gpu tests/test_w4a16_gemm.py tests/test_w4a16_cuda.py tests/test_fp4.py 2>&1 | tail -n 15 | tee -a "$SUMMARY"
+python3 -m pytest -q -rf --tb=line -m gpu tests/test_w4a16_gemm.py tests/test_w4a16_cuda.py tests/test_fp4.py 2>&1 \
+  | tail -n 30 | tee -a "$SUMMARY"
 [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
 if [ "${W4A16_CUDA_TUNE:-1}" = "1" ]; then
-  python3 scripts/tune_w4a16_cuda.py --json "$OUT/w4a16-cuda-tune.json" 2>&1 | tee -a "$SUMMARY"
+  python3 scripts/tune_w4a16_cuda.py --json "$OUT/w4a16-cuda-tune.json" --table "$SCRATCH/w4a16-cuda-table.json" \
+    2>&1 | tee -a "$SUMMARY"
   [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+  # the rest of this part (run, bench) uses the table just tuned
+  [ -s "$SCRATCH/w4a16-cuda-table.json" ] && export SWIGLU_CHECK_W4A16_CUDA_TABLE="$SCRATCH/w4a16-cuda-table.json" \
+    && cat "$SCRATCH/w4a16-cuda-table.json" | tee -a "$SUMMARY"
 fi
 if [ "${W4A16_QUICK:-0}" = "1" ]; then exit $rc; fi  # tuning call: the tuner's table says enough
 swiglu-check run --backend w4a16-nvfp4,w4a16-mxfp4,w4a16-nvfp4-cuda,w4a16-mxfp4-cuda,torch-w4a16 --dtype bf16,fp16 \

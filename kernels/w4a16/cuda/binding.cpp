@@ -44,7 +44,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
           int64_t rows_per_warp, int64_t split_k, int64_t plant) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
-  require(plant == 0 || rows_per_warp == 2, "planted bugs exist for rows_per_warp 2 only");
+  require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
   require(x.is_cuda(), "x must be a CUDA tensor");
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials, &counters}) {
     require(t->device() == x.device(), "every tensor must be on x's device");

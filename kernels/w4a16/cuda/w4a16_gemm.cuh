@@ -11,6 +11,10 @@
 // - A CTA is kWarps warps; warp `w` owns R tiles of 16 weight rows (the MMA's M side, so
 //   the few tokens sit in the MMA's N = 8 side: MT tiles of 8 tokens), and all warps of a
 //   CTA walk the same K chunks (128 elements), so the x they read is shared through L1.
+// - Each warp keeps S chunks of loads in flight (a register ring, S from the registers
+//   one chunk needs), enough bytes per SM to cover DRAM latency at decode sizes.
+// - More than 16 tokens run as groups of 16 along grid x, next to each other, so the
+//   groups reading one weight tile share it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
 //   arrive sums them in split order (deterministic) and rounds once.
 //
@@ -204,16 +208,24 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
   }
 }
 
+// Pipeline depth (chunks in flight per warp) that fits the registers of one (R, MT).
+template <int R, int MT>
+constexpr int stages() { return R * MT == 1 ? 4 : R * MT == 2 ? 3 : 2; }
+
 template <typename T, int FORMAT, int MT, int R, int PLANT>
 __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
   constexpr int kBlock = FORMAT == 0 ? 16 : 32;
   constexpr int kScalesPerLane = 32 / kBlock;  // blocks covered by a lane's 32 elements of a chunk
+  constexpr int S = stages<R, MT>();
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2;
   const int c = lane & 3;
-  const int row0 = blockIdx.x * (kWarps * R * 16) + warp * R * 16;
-  const int token0 = blockIdx.z * MT * 8;
+  // token groups vary fastest along x, so the CTAs reading one weight tile for different
+  // tokens run together and share its bytes through L2
+  const int groups = (p.M + 8 * MT - 1) / (8 * MT);
+  const int row0 = (blockIdx.x / groups) * (kWarps * R * 16) + warp * R * 16;
+  const int token0 = (blockIdx.x % groups) * MT * 8;
 
   const int chunks = (p.K + kChunk - 1) / kChunk;  // the last one may be partial (K % 32 == 0)
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
@@ -221,24 +233,23 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
   const int chunk_end = min(chunks, chunk_begin + per_split);
   const int n_blocks = p.K / kBlock;
 
-  // Pointers at this lane's first chunk; rows and tokens past the end re-read the last
-  // one (no masks in the loop; their results are never stored).
-  const uint8_t* w_ptr[R][2];
-  const uint8_t* s_ptr[R][2];
+  // rows and tokens past the end re-read the last one (no masks in the loop; never stored)
+  const uint8_t* w_row[R][2];
+  const uint8_t* s_row[R][2];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t row = min(row0 + r * 16 + g + 8 * h, p.N - 1);
-      w_ptr[r][h] = p.packed + row * p.packed_stride + chunk_begin * (kChunk / 2) + 16 * c;
-      s_ptr[r][h] = p.scales + row * p.scale_stride;
+      w_row[r][h] = p.packed + row * p.packed_stride + 16 * c;
+      s_row[r][h] = p.scales + row * p.scale_stride;
     }
   }
-  const T* x_ptr[MT];
+  const T* x_row[MT];
 #pragma unroll
   for (int j = 0; j < MT; ++j) {
     const int64_t token = min(token0 + 8 * j + g, p.M - 1);
-    x_ptr[j] = static_cast<const T*>(p.x) + token * p.x_stride + chunk_begin * kChunk + 32 * c;
+    x_row[j] = static_cast<const T*>(p.x) + token * p.x_stride + 32 * c;
   }
 
   float acc[R][MT][4];
@@ -249,64 +260,53 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[r][j][i] = 0.0f;
 
-  // the block-scale bytes of a lane for one chunk (low bytes of the result)
-  // does this lane's 32-element segment of `chunk` lie inside K? (false only in a partial last chunk)
-  auto lane_valid = [&](int chunk) { return chunk * kChunk + 32 * c + 32 <= p.K; };
-  auto load_weight = [&](const uint8_t* at, int chunk) {
-    return lane_valid(chunk) ? load_stream(at) : make_uint4(0, 0, 0, 0);
+  // one chunk's operands of this lane: weights, block-scale bytes, x
+  struct Stage {
+    uint4 w[R][2];
+    uint32_t s[R][2];
+    uint4 x[MT][4];
   };
-  auto load_scales = [&](const uint8_t* row_scales, int chunk) -> uint32_t {
-    if (!lane_valid(chunk)) return 0;
-    const int first = chunk * (kChunk / kBlock) + kScalesPerLane * c;
-    if constexpr (PLANT == kScaleOffByOne) {
-      uint32_t bytes = 0;
-#pragma unroll
-      for (int b = 0; b < kScalesPerLane; ++b)
-        bytes |= static_cast<uint32_t>(__ldg(row_scales + min(first + 1 + b, n_blocks - 1))) << (8 * b);
-      return bytes;
-    } else if constexpr (kScalesPerLane == 2) {
-      return __ldg(reinterpret_cast<const uint16_t*>(row_scales + first));
-    } else {
-      return __ldg(row_scales + first);
-    }
-  };
-
-  uint4 wq[R][2];
-  uint32_t sb[R][2];
-  if (chunk_begin < chunk_end) {
+  auto load = [&](Stage& st, int chunk) {
+    // does this lane's 32-element segment lie inside K? (false only in a partial last chunk)
+    const bool valid = chunk * kChunk + 32 * c + 32 <= p.K;
+    const int first = chunk * (kChunk / kBlock) + kScalesPerLane * c + (PLANT == kScaleOffByOne ? 1 : 0);
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        wq[r][h] = load_weight(w_ptr[r][h], chunk_begin);
-        sb[r][h] = load_scales(s_ptr[r][h], chunk_begin);
-      }
-  }
-  for (int chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-    // prefetch the next chunk's weights and scales (the last step re-reads its own)
-    const int next = chunk + 1 < chunk_end ? 1 : 0;
-    uint4 wq_next[R][2];
-    uint32_t sb_next[R][2];
+        st.w[r][h] = valid ? load_stream(w_row[r][h] + chunk * (kChunk / 2)) : make_uint4(0, 0, 0, 0);
+        uint32_t bytes = 0;
+        if (valid) {
+          if constexpr (PLANT == kScaleOffByOne) {
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        w_ptr[r][h] += next * (kChunk / 2);
-        wq_next[r][h] = load_weight(w_ptr[r][h], chunk + next);
-        sb_next[r][h] = load_scales(s_ptr[r][h], chunk + next);
+            for (int b = 0; b < kScalesPerLane; ++b)
+              bytes |= static_cast<uint32_t>(__ldg(s_row[r][h] + min(first + b, n_blocks - 1))) << (8 * b);
+          } else if constexpr (kScalesPerLane == 2) {
+            bytes = __ldg(reinterpret_cast<const uint16_t*>(s_row[r][h] + first));
+          } else {
+            bytes = __ldg(s_row[r][h] + first);
+          }
+        }
+        st.s[r][h] = bytes;
       }
-    const bool x_valid = lane_valid(chunk);  // outside K: x reads as zero (so do the weights)
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int w = 0; w < 4; ++w)
+        st.x[j][w] = valid ? load_shared_x(x_row[j] + chunk * kChunk + 8 * w) : make_uint4(0, 0, 0, 0);
+  };
+  auto compute = [&](const Stage& st) {
     uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(sb[r][h], scale[r][h]);
+      for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(st.s[r][h], scale[r][h]);
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       uint32_t bx[MT][2][2];  // [token tile][step t][b0, b1]
 #pragma unroll
       for (int j = 0; j < MT; ++j) {
-        const uint4 v = x_valid ? load_shared_x(x_ptr[j] + 8 * w) : make_uint4(0, 0, 0, 0);
+        const uint4 v = st.x[j][w];
         bx[j][0][0] = prmt(v.x, v.z, 0x5410);
         bx[j][0][1] = prmt(v.x, v.z, 0x7632);
         bx[j][1][0] = prmt(v.y, v.w, 0x5410);
@@ -315,10 +315,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         uint32_t lo[4], hi[4];  // rows g and g + 8
-        const uint32_t word_lo = w == 0 ? wq[r][0].x : w == 1 ? wq[r][0].y : w == 2 ? wq[r][0].z : wq[r][0].w;
-        const uint32_t word_hi = w == 0 ? wq[r][1].x : w == 1 ? wq[r][1].y : w == 2 ? wq[r][1].z : wq[r][1].w;
-        decode_word<T, FORMAT, PLANT>(word_lo, scale[r][0][w], lo);
-        decode_word<T, FORMAT, PLANT>(word_hi, scale[r][1][w], hi);
+        const uint4& q0 = st.w[r][0];
+        const uint4& q1 = st.w[r][1];
+        decode_word<T, FORMAT, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
+        decode_word<T, FORMAT, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
 #pragma unroll
         for (int t = 0; t < 2; ++t) {
           const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
@@ -327,15 +327,22 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
         }
       }
     }
+  };
+
+  // a ring of S chunks in flight: chunk i is consumed S - 1 chunks after its loads issue
+  Stage ring[S];
 #pragma unroll
-    for (int j = 0; j < MT; ++j) x_ptr[j] += kChunk;
+  for (int i = 0; i < S; ++i)
+    if (chunk_begin + i < chunk_end) load(ring[i], chunk_begin + i);
+  for (int base = chunk_begin; base < chunk_end; base += S) {
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        wq[r][h] = wq_next[r][h];
-        sb[r][h] = sb_next[r][h];
+    for (int i = 0; i < S; ++i) {
+      const int chunk = base + i;
+      if (chunk < chunk_end) {
+        compute(ring[i]);
+        if (chunk + S < chunk_end) load(ring[i], chunk + S);
       }
+    }
   }
 
   const float gs = __ldg(p.global_scale) * Scales<T, FORMAT>::kResultFactor;
@@ -369,7 +376,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
   __threadfence();  // this thread's partials are visible device-wide before the arrival below
   __syncthreads();
   __shared__ int is_last;
-  const int tile = blockIdx.z * gridDim.x + blockIdx.x;
+  const int tile = blockIdx.x;
   if (threadIdx.x == 0) {
     is_last = atomicAdd(p.counters + tile, 1) == p.split_k - 1;
   }
@@ -394,19 +401,20 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
   if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next call
 }
 
-// Host side: the kernel for one problem. MT (8-token tiles per CTA) follows M; R (16-row
-// tiles per warp) is a tuning choice (1 or 2); planted bugs exist for R = 2 only.
+// Host side: the kernel for one problem. MT (8-token tiles per CTA: 1 for M <= 8, else 2;
+// larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2) is a
+// tuning choice. Planted bugs exist for R = 1.
 template <typename T, int FORMAT, int MT, int R>
 cudaError_t launch_rows(const GemmParams& p, int plant, dim3 grid, cudaStream_t stream) {
   const dim3 block(kWarps * 32);
   switch (plant) {
     case kNoPlant: gemm_kernel<T, FORMAT, MT, R, kNoPlant><<<grid, block, 0, stream>>>(p); break;
     case kNibbleSwap:
-      if constexpr (R != 2) return cudaErrorInvalidValue;
+      if constexpr (R != 1) return cudaErrorInvalidValue;
       else gemm_kernel<T, FORMAT, MT, R, kNibbleSwap><<<grid, block, 0, stream>>>(p);
       break;
     case kScaleOffByOne:
-      if constexpr (R != 2) return cudaErrorInvalidValue;
+      if constexpr (R != 1) return cudaErrorInvalidValue;
       else gemm_kernel<T, FORMAT, MT, R, kScaleOffByOne><<<grid, block, 0, stream>>>(p);
       break;
     default: return cudaErrorInvalidValue;
@@ -418,22 +426,15 @@ template <typename T, int FORMAT>
 cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream) {
   const int mt = token_tiles(p.M);
   const int rows_per_cta = kWarps * 16 * rows_per_warp;
-  const dim3 grid((p.N + rows_per_cta - 1) / rows_per_cta, p.split_k, (p.M + 8 * mt - 1) / (8 * mt));
+  const int groups = (p.M + 8 * mt - 1) / (8 * mt);
+  const dim3 grid(((p.N + rows_per_cta - 1) / rows_per_cta) * groups, p.split_k, 1);
   if (rows_per_warp == 1) {
-    switch (mt) {
-      case 1: return launch_rows<T, FORMAT, 1, 1>(p, plant, grid, stream);
-      case 2: return launch_rows<T, FORMAT, 2, 1>(p, plant, grid, stream);
-      case 4: return launch_rows<T, FORMAT, 4, 1>(p, plant, grid, stream);
-      default: return launch_rows<T, FORMAT, 8, 1>(p, plant, grid, stream);
-    }
+    return mt == 1 ? launch_rows<T, FORMAT, 1, 1>(p, plant, grid, stream)
+                   : launch_rows<T, FORMAT, 2, 1>(p, plant, grid, stream);
   }
   if (rows_per_warp == 2) {
-    switch (mt) {
-      case 1: return launch_rows<T, FORMAT, 1, 2>(p, plant, grid, stream);
-      case 2: return launch_rows<T, FORMAT, 2, 2>(p, plant, grid, stream);
-      case 4: return launch_rows<T, FORMAT, 4, 2>(p, plant, grid, stream);
-      default: return launch_rows<T, FORMAT, 8, 2>(p, plant, grid, stream);
-    }
+    return mt == 1 ? launch_rows<T, FORMAT, 1, 2>(p, plant, grid, stream)
+                   : launch_rows<T, FORMAT, 2, 2>(p, plant, grid, stream);
   }
   return cudaErrorInvalidValue;
 }

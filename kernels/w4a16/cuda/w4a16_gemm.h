@@ -25,8 +25,8 @@ struct GemmParams {
   int split_k;
 };
 
-// 8-token tiles per CTA for M tokens (larger M: several CTAs along grid z)
-inline int token_tiles(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
+// 8-token tiles per CTA for M tokens (more than 16 tokens: several token groups of 16)
+inline int token_tiles(int m) { return m <= 8 ? 1 : 2; }
 
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
 cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
