@@ -20,6 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from swiglu_check import api
+from swiglu_check.backends import REGISTRY
 from swiglu_check.cli import cli
 from swiglu_check.kernels.w4a16 import cuda_gemm
 from swiglu_check.kernels.w4a16.backends import cuda_gemm_backend
@@ -194,8 +195,8 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
 
 @gpu
 def test_gpu_real_backends_pass_through_the_runner() -> None:
-    report = api.check(["w4a16-nvfp4-cuda", "w4a16-mxfp4-cuda"], dtypes="bf16,fp16",
-                       shapes="16x4096x1024,3x2112x1000", device=DEVICE)
+    settings = api.build_settings(dtypes="bf16,fp16", shapes="16x4096x1024,3x2112x1000", device=DEVICE)
+    report = api.run([REGISTRY.get("w4a16-nvfp4-cuda"), REGISTRY.get("w4a16-mxfp4-cuda")], settings)
     assert report.passed and len(report.results) == 8
     for result in report.results:
         assert result.metrics["floor_ratio"] < 1.2, result.case_id

@@ -151,13 +151,15 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     if m == 0 or n == 0:
         return y
     cfg = config or pick_config(m)
+    if plant is not None and cfg.rows_per_warp != 1:
+        cfg = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=cfg.ctas_per_sm, split_k=cfg.split_k)  # plants: R = 1 only
     split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
     if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
         x = x.contiguous()
     packed, scales = weight.packed, weight.scales
     if packed.stride(1) != 1 or packed.stride(0) % 16 or packed.data_ptr() % 16:
         packed = packed.contiguous()
-    if scales.stride(1) != 1 or scales.stride(0) % 2 or scales.data_ptr() % 2:
+    if scales.stride(1) != 1 or (weight.format == "nvfp4" and (scales.stride(0) % 2 or scales.data_ptr() % 2)):
         scales = scales.contiguous()
     if split > 1:
         partials = torch.empty(split * m * n, dtype=torch.float32, device=x.device)

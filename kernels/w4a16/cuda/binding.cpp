@@ -63,8 +63,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(scales.scalar_type() == at::kByte && scales.dim() == 2 && scales.size(0) == n &&
               scales.size(1) * block == k,
           "scales must be uint8 [N, K/" + std::to_string(block) + "], got " + shape_text(scales));
-  require(scales.stride(1) == 1 && scales.stride(0) % 2 == 0 && aligned(scales, 2),
-          "scales rows must be contiguous and 2-byte aligned");
+  require(scales.stride(1) == 1 && (format == 1 || (scales.stride(0) % 2 == 0 && aligned(scales, 2))),
+          "scales rows must be contiguous (and 2-byte aligned for NVFP4)");
   require(global_scale.scalar_type() == at::kFloat && global_scale.numel() == 1, "global_scale must be one fp32");
   require(y.scalar_type() == x.scalar_type() && y.dim() == 2 && y.size(0) == m && y.size(1) == n && y.stride(1) == 1,
           "y must be [M, N] of x's dtype with contiguous rows, got " + shape_text(y));

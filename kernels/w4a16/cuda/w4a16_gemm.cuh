@@ -11,8 +11,8 @@
 // - A CTA is kWarps warps; warp `w` owns R tiles of 16 weight rows (the MMA's M side, so
 //   the few tokens sit in the MMA's N = 8 side: MT tiles of 8 tokens), and all warps of a
 //   CTA walk the same K chunks (128 elements), so the x they read is shared through L1.
-// - Each warp keeps S chunks of loads in flight (a register ring, S from the registers
-//   one chunk needs), enough bytes per SM to cover DRAM latency at decode sizes.
+// - Each warp keeps the next chunk's loads in flight (a register ring of two stages);
+//   DRAM latency is covered by CTAs per SM rather than by deeper rings (measured).
 // - More than 16 tokens run as groups of 16 along grid x, next to each other, so the
 //   groups reading one weight tile share it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
@@ -208,9 +208,11 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
   }
 }
 
-// Pipeline depth (chunks in flight per warp) that fits the registers of one (R, MT).
+// Pipeline depth (chunks in flight per warp). Measured on the H100 (kernels/w4a16/NOTES.md):
+// 3-4 stages (150-180 registers, 3 CTAs per SM) ran 1.3x slower at M = 1 than one chunk
+// of prefetch with more CTAs per SM.
 template <int R, int MT>
-constexpr int stages() { return R * MT == 1 ? 4 : R * MT == 2 ? 3 : 2; }
+constexpr int stages() { return 2; }
 
 template <typename T, int FORMAT, int MT, int R, int PLANT>
 __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
