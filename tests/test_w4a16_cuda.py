@@ -195,7 +195,7 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
 
 @gpu
 def test_gpu_real_backends_pass_through_the_runner() -> None:
-    settings = api.build_settings(dtypes="bf16,fp16", shapes="16x4096x1024,3x2112x1000", device=DEVICE)
+    settings = api.build_settings(dtypes="bf16,fp16", shapes=["16x4096x1024", "3x2112x1000"], device=DEVICE)
     report = api.run([REGISTRY.get("w4a16-nvfp4-cuda"), REGISTRY.get("w4a16-mxfp4-cuda")], settings)
     assert report.passed and len(report.results) == 8
     for result in report.results:

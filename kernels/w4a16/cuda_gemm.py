@@ -79,7 +79,13 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int) -> 
 
 # (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
 # and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces this one.
-GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = ((1 << 30, CudaGemmConfig()),)
+# Measured on the H100 (2026-11-22, scripts/tune_w4a16_cuda.py, CUDA-graph device time,
+# geometric mean over the bench shapes of each M; kernels/w4a16/NOTES.md).
+GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = (
+    (1, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4)),
+    (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=12)),
+    (1 << 30, CudaGemmConfig(rows_per_warp=2, ctas_per_sm=4)),
+)
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
 
