@@ -23,7 +23,7 @@ from swiglu_check import api
 from swiglu_check.backends import REGISTRY
 from swiglu_check.cli import cli
 from swiglu_check.kernels.w4a16 import cuda_gemm
-from swiglu_check.kernels.w4a16.backends import cuda_gemm_backend
+from swiglu_check.kernels.w4a16.backends import gemm_backend
 from swiglu_check.kinds.w4a16_common import ideal_output
 from swiglu_check.references import fp4
 from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
@@ -184,7 +184,7 @@ def run_backend(backend, shapes="16x4096x1024"):
 @gpu
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
 def test_gpu_planted_bugs_fail(plant: str) -> None:
-    backend = cuda_gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", "cuda", plant=plant)
     report = run_backend(backend)
     assert len(report.results) == 4
     for result in report.results:

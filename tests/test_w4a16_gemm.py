@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from swiglu_check import api
 from swiglu_check.cli import cli
-from swiglu_check.kernels.w4a16.backends import triton_gemm_backend
+from swiglu_check.kernels.w4a16.backends import gemm_backend
 from swiglu_check.kernels.w4a16.configs import GemmConfig, choose_split_k, pick_config
 from swiglu_check.dtypes import ulp_distance
 from swiglu_check.kernels.w4a16.gemm import INTERPRETED, w4a16_matmul
@@ -115,7 +115,7 @@ def run_backend(backend, dtypes="bf16,fp16", shapes="16x96x128"):  # >= 2048 out
 
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
 def test_planted_bugs_fail_through_the_runner(plant: str) -> None:
-    backend = triton_gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
     report = run_backend(backend)
     assert len(report.results) == 4
     for result in report.results:
@@ -167,7 +167,7 @@ def test_gpu_table_configs_are_exact(fmt: str, m: int) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
 def test_gpu_planted_bugs_fail(plant: str) -> None:
-    backend = triton_gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
     report = run_backend(backend, shapes="16x4096x1024")
     assert [r.verdict for r in report.results] == ["FAIL"] * 4
 

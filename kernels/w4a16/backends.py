@@ -39,16 +39,16 @@ def triton_available() -> tuple[bool, str]:
     return True, ""
 
 
-def gemm_call(**options: Any):
-    """`call(x, weight)` running the Triton GEMM with fixed keyword options (e.g. a
-    planted bug for the tool's tests)."""
+def _triton_matmul(x: torch.Tensor, weight: fp4.FP4Weight, **options: Any) -> torch.Tensor:
+    from .gemm import w4a16_matmul
 
-    def call(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
-        from .gemm import w4a16_matmul
+    return w4a16_matmul(x, weight, **options)
 
-        return w4a16_matmul(x, weight, **options)
 
-    return call
+def _cuda_matmul(x: torch.Tensor, weight: fp4.FP4Weight, **options: Any) -> torch.Tensor:
+    from .cuda_gemm import cuda_w4a16_matmul
+
+    return cuda_w4a16_matmul(x, weight, **options)
 
 
 def torch_linear(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
@@ -57,57 +57,50 @@ def torch_linear(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
     return torch.matmul(x.to(torch.float32), w.T).to(x.dtype)
 
 
-def cuda_gemm_call(**options: Any):
-    """`call(x, weight)` running the CUDA C++ GEMM (built on first use) with fixed options."""
-
-    def call(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
-        from .cuda_gemm import cuda_w4a16_matmul
-
-        return cuda_w4a16_matmul(x, weight, **options)
-
-    return call
-
-
 def cuda_available() -> tuple[bool, str]:
     from .cuda_gemm import availability
 
     return availability()
 
 
-def triton_gemm_backend(name: str, formats: tuple[str, ...], description: str, **options: Any) -> Backend:
+# implementation -> (matmul, availability, devices, interpreted on)
+IMPLEMENTATIONS = {
+    "triton": (_triton_matmul, triton_available, ("cpu", "cuda"), ("cpu",)),
+    "cuda": (_cuda_matmul, cuda_available, ("cuda",), ()),
+}
+
+
+def gemm_backend(name: str, formats: tuple[str, ...], description: str, implementation: str = "triton",
+                 **options: Any) -> Backend:
+    """A linear-w4a16 backend running one GEMM implementation with fixed keyword options
+    (e.g. a planted bug for the tool's tests; such backends stay out of `bench`)."""
+    matmul, available, devices, interpreted_on = IMPLEMENTATIONS[implementation]
+
+    def call(x: torch.Tensor, weight: fp4.FP4Weight) -> torch.Tensor:
+        return matmul(x, weight, **options)
+
     return Backend(
         name=name,
         kind="linear-w4a16",
-        call=gemm_call(**options),
+        call=call,
         description=description,
         dtypes=ACT_DTYPES,
-        check_available=triton_available,
-        interpreted_on=("cpu",),
-        extra={"formats": formats, "bench": not options},
-    )
-
-
-def cuda_gemm_backend(name: str, formats: tuple[str, ...], description: str, **options: Any) -> Backend:
-    return Backend(
-        name=name,
-        kind="linear-w4a16",
-        call=cuda_gemm_call(**options),
-        description=description,
-        dtypes=ACT_DTYPES,
-        devices=("cuda",),
-        check_available=cuda_available,
+        devices=devices,
+        check_available=available,
+        interpreted_on=interpreted_on,
         extra={"formats": formats, "bench": not options},
     )
 
 
 for _fmt in fp4.FORMATS:
-    register(triton_gemm_backend(
+    register(gemm_backend(
         f"w4a16-{_fmt}", (_fmt,),
         f"Triton W4A16 GEMM, {_fmt.upper()} weights dequantized in registers, fp32 accumulation",
     ))
-    register(cuda_gemm_backend(
+    register(gemm_backend(
         f"w4a16-{_fmt}-cuda", (_fmt,),
         f"CUDA C++ W4A16 GEMM (mma.sync), {_fmt.upper()} weights dequantized in registers, fp32 accumulation",
+        implementation="cuda",
     ))
 
 register(Backend(
