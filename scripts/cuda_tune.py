@@ -10,12 +10,13 @@ same-size copy. Ratios are time / triton time: issue 4 wants <= 1.05 and >= 90% 
 
 Candidates (`act_and_mul_variant` arguments; "item" = one 16-byte vector of 8 bf16):
 
-- default: `plan_grid` (T = 1024: blocks of 256 items, one per thread; T = 16384: a block per row)
+- default: `plan_grid` (T = 1024: blocks of 256 items, one per thread; T = 16384: a block per
+  row), and the default silu math (bf16: __expf and __fdividef, the math triton compiles to)
 - blk128: 128-item blocks, one per thread (the `triton` tile: 4 warps x 8 columns)
 - blk512 / row: 512-item blocks / a block per row (up to 512 threads, one item each)
 - row/t128, blk512/t128: the same chunks over 128 threads (2 to 5 items per thread)
 - persistent: as many blocks as are resident, looping over rows
-- fast, fast/blk128, fast/row: silu with __expf and __fdividef (the math triton compiles to)
+- precise, precise/blk128, precise/row: silu with expf and an IEEE division (the fp32 default)
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ CONFIGS = {
     "row/t128": dict(items_per_block=ROW, max_threads=128),
     "blk512/t128": dict(items_per_block=512, max_threads=128),
     "persistent": dict(max_blocks=-1),
-    "fast": dict(fast_math=True),
-    "fast/blk128": dict(fast_math=True, items_per_block=128),
-    "fast/row": dict(fast_math=True, items_per_block=ROW),
+    "precise": dict(math="precise"),
+    "precise/blk128": dict(math="precise", items_per_block=128),
+    "precise/row": dict(math="precise", items_per_block=ROW),
 }
 
 

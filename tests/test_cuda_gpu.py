@@ -80,22 +80,46 @@ def test_vector_scalar_and_grid_variants_agree_bit_for_bit(dtype: torch.dtype, l
 
 
 def _fast_math(x: torch.Tensor, op: OpSpec) -> torch.Tensor:
-    return cuda_kernels.act_and_mul_variant(x, op, fast_math=True)
+    return cuda_kernels.act_and_mul_variant(x, op, math="fast")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("clamp", ["pre", "post"])
 def test_fast_math_silu_passes_in_16_bit_dtypes_and_keeps_nan(layout: str, clamp: str) -> None:
-    """The tuning script's fast-math silu (__expf, __fdividef): a few fp32 ulp, so bf16
-    and fp16 rows still PASS; NaN in gate or up still gives NaN."""
+    """The fast silu (__expf, __fdividef): a few fp32 ulp, so bf16 and fp16 rows PASS on
+    every input set, the special values (NaN, +-inf) and the heavy tail included; NaN in
+    gate or up still gives NaN."""
     op = OpSpec(limit=7.0, layout=layout, clamp=clamp, alpha=1.702, beta=1.0)
     backend = Backend(name="cuda-fast-math", kind="gated", call=_fast_math, devices=("cuda",))
-    report = api.check(backend, op=op, dtypes=["bf16", "fp16"], shapes=SHAPES, device="cuda")
+    report = api.check(backend, op=op, dtypes=["bf16", "fp16"], shapes=SHAPES, device="cuda",
+                       input_sets=["gaussian", "boundary", "special", "heavy-tail"])
+    assert len(report.results) == 2 * len(SHAPES) * 4
     assert {r.verdict for r in report.results} == {"PASS"}, [(r.case_id, r.reasons) for r in report.results]
     x, expected = _with_nans(_x(16, 512, torch.bfloat16), layout)
     assert torch.equal(torch.isnan(_fast_math(x, op)), expected)
     with pytest.raises(RuntimeError, match="silu"):
-        cuda_kernels.act_and_mul_variant(x, OpSpec(activation="gelu", limit=7.0), fast_math=True)
+        cuda_kernels.act_and_mul_variant(x, OpSpec(activation="gelu", limit=7.0), math="fast")
+    with pytest.raises(RuntimeError, match="unknown math 'quick'"):
+        cuda_kernels.act_and_mul_variant(x, op, math="quick")
+
+
+@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
+def test_default_math_is_fast_silu_for_16_bit_outputs_only(dtype: torch.dtype, activation: str) -> None:
+    """The operator's silu: __expf/__fdividef for fp16/bf16, expf and an IEEE division for
+    fp32; other activations have one form. Checked bit for bit against the variants, and
+    the two forms must differ somewhere on these inputs (or the check would be vacuous)."""
+    op = OpSpec(activation=activation, limit=10.0, alpha=1.702, beta=1.0)
+    x = gated_input(64, 4096, dtype=dtype, limit=10.0, spec=InputSpec(distribution="heavy-tail"), seed=3,
+                    device="cuda")
+    default = cuda_kernels.act_and_mul(x, op).view(torch.uint8)
+    precise = cuda_kernels.act_and_mul_variant(x, op, math="precise").view(torch.uint8)
+    if activation != "silu":
+        assert torch.equal(default, precise)
+        return
+    fast = _fast_math(x, op).view(torch.uint8)
+    assert not torch.equal(fast, precise)
+    assert torch.equal(default, precise if dtype == torch.float32 else fast)
 
 
 def _with_nans(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,7 +52,7 @@ def _functional():
 
 
 def act_and_mul_variant(x: torch.Tensor, op: OpSpec, *, max_blocks: int = 0, items_per_block: int = 0,
-                        fault: str = "none", max_threads: int = 0, fast_math: bool = False,
+                        fault: str = "none", max_threads: int = 0, math: str = "default",
                         out: torch.Tensor | None = None) -> torch.Tensor:
     """The same kernel with a chosen launch configuration or a planted fault (see FAULTS);
     for tuning and tests.
@@ -61,12 +61,14 @@ def act_and_mul_variant(x: torch.Tensor, op: OpSpec, *, max_blocks: int = 0, ite
     (0: the default plan; a huge value: one block per row). `max_blocks`: blocks along the
     rows (0: one per row; > 0: at most that many, each looping over rows; < 0: a persistent
     grid). `max_threads`: threads per block at most (0: one per work item, up to 512), so
-    each thread takes several items. `fast_math`: silu with __expf and __fdividef."""
+    each thread takes several items. `math`: the silu arithmetic, "default" (what
+    `act_and_mul` uses: __expf and __fdividef for fp16/bf16 outputs, expf and an IEEE
+    division for fp32), "fast" (__expf/__fdividef for every dtype) or "precise" (never)."""
     ensure_loaded()
     if out is None:
         out = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
     return torch.ops.swiglu_check._act_and_mul_variant(x, *_args(op), int(max_blocks), int(items_per_block), fault,
-                                                       int(max_threads), bool(fast_math), out=out)
+                                                       int(max_threads), str(math), out=out)
 
 
 def availability() -> tuple[bool, str]:

@@ -43,8 +43,9 @@ struct ActAndMulParams {
   // Threads per block at most (rounded up to a warp; <= 0: as many as the chunk has work
   // items, up to kMaxThreads). Fewer threads than items: each thread loops over several.
   int max_threads = 0;
-  // silu only, for tuning: __expf and __fdividef (ex2.approx, rcp.approx: the math the
-  // `triton` kernel compiles to) instead of expf and an IEEE division.
+  // silu only: __expf and __fdividef (ex2.approx, rcp.approx: the math the `triton`
+  // kernel compiles to) instead of expf and an IEEE division. The operators' default for
+  // fp16/bf16 outputs (binding.cpp, silu_math).
   bool fast_math = false;
   // false only for a planted-bug variant used by the tests: the clamp written with
   // fminf/fmaxf, which turns a NaN input into +-L (silu with the pre clamp only).

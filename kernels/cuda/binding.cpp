@@ -4,7 +4,7 @@
 //               float? limit=None, str layout="halves", str clamp="pre") -> Tensor
 //   act_and_mul.out(..., *, Tensor(a!) out) -> Tensor(a!)
 //   _act_and_mul_variant(..., int max_blocks, int items_per_block, str fault, int max_threads=0,
-//                        bool fast_math=False, *, Tensor(a!) out)
+//                        str math="default", *, Tensor(a!) out)
 //
 // x is [..., 2D] in fp32, fp16 or bf16 on a CUDA device; out is [..., D] of the same dtype.
 // The last dimension must be contiguous; the rows may be strided (a column slice of a
@@ -14,8 +14,13 @@
 //
 // `_act_and_mul_variant` exists for tuning and tests: `max_blocks`, `items_per_block` and
 // `max_threads` pick the grid (see ActAndMulParams; 0, 0 and 0 are the defaults),
-// `fast_math` the approximate silu (tuning only), and `fault` plants a known bug so the
-// tests can show that the tool catches it.
+// `math` the silu arithmetic ("default", "fast" or "precise"; see silu_math below), and
+// `fault` plants a known bug so the tests can show that the tool catches it.
+//
+// silu arithmetic: fp16 and bf16 outputs use __expf and __fdividef by default (a few fp32
+// ulp, far below their rounding; the math Triton compiles silu to, and measured faster at
+// T = 1024 on the H100); fp32 outputs, whose floor would see those ulp, use expf and an
+// IEEE division. The other activations have one form.
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 #include <c10/cuda/CUDAStream.h>
@@ -165,10 +170,21 @@ Fault parse_fault(c10::string_view name) {
                              "'; expected none, clamp_off, gelu_erf, fminf_clamp or ignore_row_stride"));
 }
 
+// Whether silu uses __expf/__fdividef: "default" for 16-bit outputs only, "fast" always
+// (silu only), "precise" never.
+bool silu_math(c10::string_view math, Activation activation, at::ScalarType dtype) {
+  if (math == "default") return activation == Activation::kSilu && dtype != at::kFloat;
+  if (math == "precise") return false;
+  TORCH_CHECK(math == "fast",
+              message("act_and_mul: unknown math '", math, "'; expected default, fast or precise"));
+  TORCH_CHECK(activation == Activation::kSilu, "act_and_mul: math='fast' exists for the silu activation only");
+  return true;
+}
+
 at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                 const std::optional<double>& limit, c10::string_view layout, c10::string_view clamp, int64_t max_blocks,
                 int64_t items_per_block, Fault fault, at::Tensor& out, int64_t max_threads = 0,
-                bool fast_math = false) {
+                c10::string_view math = "default") {
   check_input(x);
   check_output(x, out);
   TORCH_CHECK(std::isfinite(alpha) && std::isfinite(beta),
@@ -189,9 +205,7 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
   p.max_blocks = static_cast<int>(std::max<int64_t>(std::min<int64_t>(max_blocks, 1 << 30), -1));
   p.items_per_block = static_cast<int>(std::max<int64_t>(std::min<int64_t>(items_per_block, 1 << 30), 0));
   p.max_threads = static_cast<int>(std::max<int64_t>(std::min<int64_t>(max_threads, kMaxThreads), 0));
-  TORCH_CHECK(!fast_math || p.activation == Activation::kSilu,
-              "act_and_mul: fast_math exists for the silu activation only");
-  p.fast_math = fast_math;
+  p.fast_math = silu_math(math, p.activation, x.scalar_type());
   p.x = x.data_ptr();
   p.out = out.data_ptr();
 
@@ -202,9 +216,10 @@ at::Tensor& run(const at::Tensor& x, c10::string_view activation, double alpha, 
       if (p.activation == Activation::kGeluTanh) p.activation = Activation::kGelu;
       break;
     case Fault::kFminfClamp:
-      TORCH_CHECK(p.activation == Activation::kSilu && p.clamp == ClampMode::kPre && !p.fast_math,
-                  "act_and_mul: the fminf_clamp fault exists for silu with a pre clamp only, without fast_math");
+      TORCH_CHECK(p.activation == Activation::kSilu && p.clamp == ClampMode::kPre && math != "fast",
+                  "act_and_mul: the fminf_clamp fault exists for silu with a pre clamp only, without math='fast'");
       p.nan_propagating_clamp = false;
+      p.fast_math = false;  // its kernel is instantiated with the IEEE silu only
       break;
     case Fault::kIgnoreRowStride: p.x_row_stride = 2 * p.width; break;
   }
@@ -241,9 +256,9 @@ at::Tensor act_and_mul(const at::Tensor& x, c10::string_view activation, double 
 at::Tensor& act_and_mul_variant(const at::Tensor& x, c10::string_view activation, double alpha, double beta,
                                 std::optional<double> limit, c10::string_view layout, c10::string_view clamp,
                                 int64_t max_blocks, int64_t items_per_block, c10::string_view fault,
-                                int64_t max_threads, bool fast_math, at::Tensor& out) {
+                                int64_t max_threads, c10::string_view math, at::Tensor& out) {
   return run(x, activation, alpha, beta, limit, layout, clamp, max_blocks, items_per_block, parse_fault(fault), out,
-             max_threads, fast_math);
+             max_threads, math);
 }
 
 }  // namespace
@@ -259,7 +274,7 @@ TORCH_LIBRARY_FRAGMENT(swiglu_check, m) {
       "str layout=\"halves\", str clamp=\"pre\", *, Tensor(a!) out) -> Tensor(a!)");
   m.def(
       "_act_and_mul_variant(Tensor x, str activation, float alpha, float beta, float? limit, str layout, "
-      "str clamp, int max_blocks, int items_per_block, str fault, int max_threads=0, bool fast_math=False, *, "
+      "str clamp, int max_blocks, int items_per_block, str fault, int max_threads=0, str math=\"default\", *, "
       "Tensor(a!) out) -> Tensor(a!)");
 }
 
