@@ -41,7 +41,8 @@ def main() -> int:
     print(f"device {torch.cuda.get_device_name()}; extension ready in {time.perf_counter() - start:.1f} s", flush=True)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s] or list(BENCH_SHAPES)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, ctas_per_sm=c) for r, c in itertools.product((1, 2), (4, 8, 12))]
+    configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, ctas_per_sm=c, stages=s)
+               for r, c, s in itertools.product((1, 2), (4, 8, 16), cuda_gemm.STAGES)]
     rows = []
     print(f'{"shape":<16} {"format":<6} {"cuBLAS":>7} {"triton":>7} {"best cuda":>9} {"config":<9} {"x cuBLAS":>8}'
           f' {"x triton":>8}  all cuda configs (us)', flush=True)

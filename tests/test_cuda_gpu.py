@@ -105,7 +105,7 @@ def test_fast_math_silu_passes_in_16_bit_dtypes_and_keeps_nan(layout: str, clamp
 
 @pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
 @pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
-def test_default_math_is_fast_silu_for_16_bit_outputs_only(dtype: torch.dtype, activation: str) -> None:
+def test_fast_math_is_the_default_silu_for_16_bit_outputs_only(dtype: torch.dtype, activation: str) -> None:
     """The operator's silu: __expf/__fdividef for fp16/bf16, expf and an IEEE division for
     fp32; other activations have one form. Checked bit for bit against the variants, and
     the two forms must differ somewhere on these inputs (or the check would be vacuous)."""

@@ -29,8 +29,9 @@ from swiglu_check.references import fp4
 from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
-# per source: (token tiles 1, 2) x (rows per warp 1, 2) + the 2 plants x 2 token tiles
-KERNELS_PER_SOURCE = 2 * 2 + 2 * 2
+# per source: (token tiles 1, 2) x (rows per warp 1, 2) x (ring stages 4, 8) + the 2 plants
+# x 2 token tiles (rows per warp 1, 4 stages)
+KERNELS_PER_SOURCE = 2 * 2 * 2 + 2 * 2
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +75,28 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=2, ctas_per_sm=4)
     # 4096 rows / 128 per CTA = 32 tiles; 132 SMs x 4 = 528 CTAs -> split 16 (32 x 16 = 512)
     assert cuda_gemm.choose_split_k(1, 4096, 14336, cfg, 132) == 16
-    # 14336 rows: 112 tiles -> split 4 (448 CTAs)
-    assert cuda_gemm.choose_split_k(16, 14336, 4096, cfg, 132) == 4
+    # 14336 rows: 112 tiles -> split 4 (448 CTAs) at M = 8; 16 tokens' x over K / 4 would
+    # take 16 x (8 chunks x 256 + 64) bytes, over the 32 KB budget: split 5
+    assert cuda_gemm.choose_split_k(8, 14336, 4096, cfg, 132) == 4
+    assert cuda_gemm.x_shared_bytes(16, 4096, 4) == 16 * (8 * 256 + 64) > cuda_gemm.X_SHARED_BUDGET
+    assert cuda_gemm.choose_split_k(16, 14336, 4096, cfg, 132) == 5
+    # one token over K = 14336: 28.7 KB of x, no split needed for it
+    assert cuda_gemm.min_split_for_x(1, 14336) == 1
     # K of 256 (2 chunks): no split leaves a split with fewer than two chunks
     assert cuda_gemm.choose_split_k(1, 128, 256, cfg, 132) == 1
     assert cuda_gemm.choose_split_k(1, 128, 512, cfg, 132) == 2
-    # more tokens: 7 groups of 16 per weight tile (224 CTAs), less split
-    assert cuda_gemm.choose_split_k(100, 4096, 4096, cfg, 132) == 2
+    # more tokens: 7 groups of 16 per weight tile (224 CTAs) would split 2 for occupancy, but
+    # 16 tokens' x over half of K is 64 KB: the x budget asks for 5
+    assert cuda_gemm.choose_split_k(100, 4096, 4096, cfg, 132) == 5
     assert cuda_gemm.choose_split_k(1, 4096, 4096, cuda_gemm.CudaGemmConfig(split_k=3), 132) == 3
     assert cuda_gemm.output_tiles(100, 1000, 1) == 16 * 7
     assert cuda_gemm.output_tiles(8, 1000, 2) == 8
+
+
+@pytest.mark.parametrize("bad", [dict(stages=6), dict(rows_per_warp=3), dict(ctas_per_sm=0), dict(split_k=-1)])
+def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
+    with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
+        cuda_gemm.CudaGemmConfig(**bad)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")
@@ -125,7 +138,9 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(), cuda_gemm.CudaGemmConfig(rows_per_warp=1),
-                                    cuda_gemm.CudaGemmConfig(split_k=3)], ids=lambda c: c.label)
+                                    cuda_gemm.CudaGemmConfig(split_k=3),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, stages=8, split_k=2),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, stages=8)], ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
     if k % 32 and fmt == "nvfp4":

@@ -33,7 +33,10 @@ CHUNK = 128
 WARPS = 4  # per CTA (kWarps)
 FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
 PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2}
-SPLIT_K_MAX = 16
+SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
+X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a group x its K range)
+STAGES = (4, 8)  # the ring depths the kernels are instantiated for
+PLANT_STAGES = 4  # planted bugs are instantiated for rows_per_warp 1 with this ring only
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cuda_w4a16_matmul", "pick_config"]
 
@@ -43,10 +46,16 @@ class CudaGemmConfig:
     rows_per_warp: int = 2  # 16-row tiles per warp (1 or 2): a CTA covers 64 * rows_per_warp rows
     ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
     split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
+    stages: int = 4  # weight chunks in each warp's shared-memory ring (4 or 8): S - 1 in flight
+
+    def __post_init__(self) -> None:
+        if self.rows_per_warp not in (1, 2) or self.stages not in STAGES or self.ctas_per_sm < 1 or self.split_k < 0:
+            raise ValueError(f"bad CUDA W4A16 config {self}: rows_per_warp 1 or 2, stages one of {STAGES},"
+                             " ctas_per_sm >= 1, split_k >= 0")
 
     @property
     def label(self) -> str:
-        return f"r{self.rows_per_warp}c{self.ctas_per_sm}s{self.split_k}"
+        return f"r{self.rows_per_warp}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
 
 
 def token_tiles(m: int) -> int:
@@ -63,9 +72,27 @@ def output_tiles(m: int, n: int, rows_per_warp: int) -> int:
     return -(-n // rows) * -(-m // tokens)
 
 
+def x_shared_bytes(m: int, k: int, split: int) -> int:
+    """Shared memory a CTA's x slice takes (the kernel's x_row_bytes per token)."""
+    chunks = -(-k // CHUNK)
+    per_split = -(-chunks // split)
+    return min(m, 8 * token_tiles(m)) * (per_split * CHUNK * 2 + 64)
+
+
+def min_split_for_x(m: int, k: int) -> int:
+    """The smallest split of K whose x slice fits X_SHARED_BUDGET (each CTA stages its
+    tokens' x over its K range in shared memory)."""
+    chunks = -(-k // CHUNK)
+    split = 1
+    while split < chunks and x_shared_bytes(m, k, split) > X_SHARED_BUDGET:
+        split += 1
+    return split
+
+
 def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int) -> int:
     """The largest power-of-two split of K (at most SPLIT_K_MAX, at least two 128-chunks
-    per split) that keeps the grid within `ctas_per_sm * sms` CTAs."""
+    per split) that keeps the grid within `ctas_per_sm * sms` CTAs; at least the split
+    whose x slice fits the shared-memory budget."""
     if config.split_k:
         return config.split_k
     tiles = output_tiles(m, n, config.rows_per_warp)
@@ -74,7 +101,7 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int) -> 
     while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
            and chunks // (split * 2) >= 2):
         split *= 2
-    return split
+    return max(split, min_split_for_x(m, k))
 
 
 # (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
@@ -157,8 +184,8 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     if m == 0 or n == 0:
         return y
     cfg = config or pick_config(m)
-    if plant is not None and cfg.rows_per_warp != 1:
-        cfg = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=cfg.ctas_per_sm, split_k=cfg.split_k)  # plants: R = 1 only
+    if plant is not None:  # plants: R = 1 and one ring depth only
+        cfg = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=cfg.ctas_per_sm, split_k=cfg.split_k, stages=PLANT_STAGES)
     split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
     if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
         x = x.contiguous()
@@ -174,5 +201,5 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
         partials = counters = y  # unused by the kernel
     torch.ops.swiglu_check_w4a16.gemm_(
         x, packed, scales, weight.global_scale.reshape(1).to(torch.float32), y, partials, counters,
-        FORMAT_IDS[weight.format], cfg.rows_per_warp, split, PLANTS[plant])
+        FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, PLANTS[plant])
     return y

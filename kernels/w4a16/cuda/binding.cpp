@@ -1,18 +1,20 @@
 // Torch operator over the W4A16 GEMM kernels (namespace swiglu_check_w4a16):
 //
 //   gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y,
-//         Tensor partials, Tensor counters, int format, int rows_per_warp, int split_k,
-//         int plant) -> ()
+//         Tensor partials, Tensor counters, int format, int rows_per_warp, int stages,
+//         int split_k, int plant) -> ()
 //
 // x [M, K] bf16/fp16 (rows contiguous, 16-byte aligned), packed uint8 [N, K/2], scales
 // uint8 [N, K/block] (format 0: NVFP4, e4m3 per 16; 1: MXFP4, E8M0 per 32), global_scale
 // fp32 [1], y [M, N] of x's dtype. K must be a multiple of 32. split_k > 1 needs fp32
 // `partials` of at least split_k * M * N and zeroed int32 `counters`, one per output tile
-// (the kernel leaves them zero again). Runs on the current CUDA stream. `plant` (1: nibble
-// order swapped, 2: the next block's scale) exists for the tool's own tests.
+// (the kernel leaves them zero again). `stages` (4 or 8): weight chunks in the shared
+// memory ring of each warp. Runs on the current CUDA stream. `plant` (1: nibble order
+// swapped, 2: the next block's scale; rows_per_warp 1, 4 stages) exists for the tool's own tests.
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -41,10 +43,11 @@ bool aligned(const at::Tensor& t, int64_t bytes) {
 
 void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& global_scale,
           at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, int64_t format,
-          int64_t rows_per_warp, int64_t split_k, int64_t plant) {
+          int64_t rows_per_warp, int64_t stages, int64_t split_k, int64_t plant) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
-  require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
+  require(stages == 4 || stages == 8, "stages must be 4 or 8, got " + std::to_string(stages));
+  require(plant == 0 || (rows_per_warp == 1 && stages == 4), "planted bugs exist for rows_per_warp 1 and 4 stages only");
   require(x.is_cuda(), "x must be a CUDA tensor");
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials, &counters}) {
     require(t->device() == x.device(), "every tensor must be on x's device");
@@ -96,11 +99,16 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.scale_stride = scales.stride(0);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
+  int max_shared = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));
+  const int shared = gemm_shared_bytes(p, static_cast<int>(rows_per_warp), static_cast<int>(stages));
+  require(shared <= max_shared, "this split of K needs " + std::to_string(shared) + " bytes of shared memory per CTA," +
+                                    " more than the device's " + std::to_string(max_shared) + "; use a larger split_k");
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  const int r = static_cast<int>(rows_per_warp), pl = static_cast<int>(plant);
-  cudaError_t err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, pl, stream) : launch_bf16_mxfp4(p, r, pl, stream))
-                         : (format == 0 ? launch_fp16_nvfp4(p, r, pl, stream) : launch_fp16_mxfp4(p, r, pl, stream));
+  const int r = static_cast<int>(rows_per_warp), st = static_cast<int>(stages), pl = static_cast<int>(plant);
+  cudaError_t err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, pl, stream) : launch_bf16_mxfp4(p, r, st, pl, stream))
+                         : (format == 0 ? launch_fp16_nvfp4(p, r, st, pl, stream) : launch_fp16_mxfp4(p, r, st, pl, stream));
   require(err == cudaSuccess, std::string("kernel launch failed: ") + cudaGetErrorString(err));
 }
 
@@ -111,7 +119,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
 TORCH_LIBRARY_FRAGMENT(swiglu_check_w4a16, m) {
   m.def(
       "gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y, Tensor partials, "
-      "Tensor counters, int format, int rows_per_warp, int split_k, int plant) -> ()");
+      "Tensor counters, int format, int rows_per_warp, int stages, int split_k, int plant) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(swiglu_check_w4a16, CUDA, m) { m.impl("gemm_", &swiglu_check::w4a16::gemm); }

@@ -10,9 +10,14 @@
 // Layout of the work
 // - A CTA is kWarps warps; warp `w` owns R tiles of 16 weight rows (the MMA's M side, so
 //   the few tokens sit in the MMA's N = 8 side: MT tiles of 8 tokens), and all warps of a
-//   CTA walk the same K chunks (128 elements), so the x they read is shared through L1.
-// - Each warp keeps the next chunk's loads in flight (a register ring of two stages);
-//   DRAM latency is covered by CTAs per SM rather than by deeper rings (measured).
+//   CTA walk the same K chunks (128 elements) of one split of K.
+// - The CTA first stages its tokens' x over its K range in shared memory, already in MMA
+//   operand order (no per-chunk shuffles, no x registers in flight); the host picks a split
+//   of K that keeps this slice small (cuda_gemm.X_SHARED_BUDGET).
+// - Each warp streams its weights through its own ring of S chunks in shared memory
+//   (cp.async, S - 1 chunks in flight): the ring costs no registers, so the depth that
+//   covers DRAM latency does not cost occupancy (a register ring of 3-4 chunks did: 1.3x
+//   slower at M = 1, measured). Scale bytes ride in registers S - 1 chunks ahead.
 // - More than 16 tokens run as groups of 16 along grid x, next to each other, so the
 //   groups reading one weight tile share it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
@@ -69,6 +74,17 @@ __device__ __forceinline__ uint4 load_shared_x(const void* p) {  // x: read by e
   asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
+}
+
+// 16 bytes global -> shared, bypassing L1 (weights are read once); zero-filled when !valid.
+__device__ __forceinline__ void copy_async(void* smem, const void* gmem, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void wait_async() {  // all but the N most recent groups have landed
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
 }
 
 template <typename T>
@@ -207,26 +223,32 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
   }
 }
 
-// Pipeline depth (chunks in flight per warp). Measured on the H100 (kernels/w4a16/NOTES.md):
-// 3-4 stages (150-180 registers, 3 CTAs per SM) ran 1.3x slower at M = 1 than one chunk
-// of prefetch with more CTAs per SM.
-template <int R, int MT>
-constexpr int stages() { return 2; }
+// Shared memory of one CTA: the weight ring (each lane's own 16-byte loads, S chunks per
+// warp), then the CTA's slice of x in MMA operand order (x_row_bytes per token).
+template <int R>
+constexpr int ring_bytes(int stages) { return kWarps * stages * R * 2 * 32 * 16; }
+// one token's x over `chunks` chunks, plus 64 bytes so that neighbouring tokens start 64
+// bytes apart in the banks (the two tokens of one 8-lane phase of a 16-byte load)
+__host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChunk * 2 + 64; }
 
-template <typename T, int FORMAT, int MT, int R, int PLANT>
-__global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
+template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
+__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams p) {
   constexpr int kBlock = FORMAT == 0 ? 16 : 32;
   constexpr int kScalesPerLane = 32 / kBlock;  // blocks covered by a lane's 32 elements of a chunk
-  constexpr int S = stages<R, MT>();
+  static_assert(S >= 2, "the ring needs two stages at least");
+  extern __shared__ uint4 smem[];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2;
   const int c = lane & 3;
+  uint4* my_ring = smem + warp * S * R * 2 * 32 + lane;  // [warp][stage][r][h][lane]
+  uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem + kWarps * S * R * 2 * 32);
   // token groups vary fastest along x, so the CTAs reading one weight tile for different
   // tokens run together and share its bytes through L2
   const int groups = (p.M + 8 * MT - 1) / (8 * MT);
   const int row0 = (blockIdx.x / groups) * (kWarps * R * 16) + warp * R * 16;
   const int token0 = (blockIdx.x % groups) * MT * 8;
+  const int tokens = min(8 * MT, p.M - token0);
 
   const int chunks = (p.K + kChunk - 1) / kChunk;  // the last one may be partial (K % 32 == 0)
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
@@ -234,7 +256,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
   const int chunk_end = min(chunks, chunk_begin + per_split);
   const int n_blocks = p.K / kBlock;
 
-  // rows and tokens past the end re-read the last one (no masks in the loop; never stored)
+  // rows past the end re-read the last one (no masks in the loop; never stored)
   const uint8_t* w_row[R][2];
   const uint8_t* s_row[R][2];
 #pragma unroll
@@ -246,12 +268,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
       s_row[r][h] = p.scales + row * p.scale_stride;
     }
   }
-  const T* x_row[MT];
-#pragma unroll
-  for (int j = 0; j < MT; ++j) {
-    const int64_t token = min(token0 + 8 * j + g, p.M - 1);
-    x_row[j] = static_cast<const T*>(p.x) + token * p.x_stride + 32 * c;
-  }
 
   float acc[R][MT][4];
 #pragma unroll
@@ -261,90 +277,116 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[r][j][i] = 0.0f;
 
-  // one chunk's operands of this lane: weights, block-scale bytes, x
-  struct Stage {
-    uint4 w[R][2];
-    uint32_t s[R][2];
-    uint4 x[MT][4];
-  };
-  auto load = [&](Stage& st, int chunk) {
-    // does this lane's 32-element segment lie inside K? (false only in a partial last chunk)
+  // the weights of `chunk` into ring stage `stage` (cp.async; zeros for a lane segment past
+  // K, in a partial last chunk) and its block-scale bytes into `bytes`
+  auto load_weights = [&](int stage, int chunk, uint32_t (&bytes)[R][2]) {
     const bool valid = chunk * kChunk + 32 * c + 32 <= p.K;
     const int first = chunk * (kChunk / kBlock) + kScalesPerLane * c + (PLANT == kScaleOffByOne ? 1 : 0);
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        st.w[r][h] = valid ? load_stream(w_row[r][h] + chunk * (kChunk / 2)) : make_uint4(0, 0, 0, 0);
-        uint32_t bytes = 0;
+        copy_async(my_ring + ((stage * R + r) * 2 + h) * 32, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
+        uint32_t b = 0;
         if (valid) {
           if constexpr (PLANT == kScaleOffByOne) {
 #pragma unroll
-            for (int b = 0; b < kScalesPerLane; ++b)
-              bytes |= static_cast<uint32_t>(__ldg(s_row[r][h] + min(first + b, n_blocks - 1))) << (8 * b);
+            for (int k = 0; k < kScalesPerLane; ++k)
+              b |= static_cast<uint32_t>(__ldg(s_row[r][h] + min(first + k, n_blocks - 1))) << (8 * k);
           } else if constexpr (kScalesPerLane == 2) {
-            bytes = __ldg(reinterpret_cast<const uint16_t*>(s_row[r][h] + first));
+            b = __ldg(reinterpret_cast<const uint16_t*>(s_row[r][h] + first));
           } else {
-            bytes = __ldg(s_row[r][h] + first);
+            b = __ldg(s_row[r][h] + first);
           }
         }
-        st.s[r][h] = bytes;
+        bytes[r][h] = b;
       }
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int w = 0; w < 4; ++w)
-        st.x[j][w] = valid ? load_shared_x(x_row[j] + chunk * kChunk + 8 * w) : make_uint4(0, 0, 0, 0);
   };
-  auto compute = [&](const Stage& st) {
+
+  // The ring: chunk i's weights are copied into stage i % S (cp.async, one commit group per
+  // chunk, empty groups past the end keep the count uniform) S - 1 chunks before it is
+  // used; its scale bytes travel in registers alongside. Each lane reads back only what it
+  // copied itself, so the ring needs no barrier, and the stage a copy overwrites was read
+  // (into registers the previous chunk's MMAs consumed) before the copy issues.
+  uint32_t scale_bytes[S][R][2];
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) {
+    if (chunk_begin + i < chunk_end) load_weights(i, chunk_begin + i, scale_bytes[i]);
+    commit_async();
+  }
+
+  // x, while the first weights are on their way: the CTA's tokens over its K range, each
+  // 16-byte group of 8 elements (e0 .. e7) stored as the MMA B operands (e0 e4, e1 e5,
+  // e2 e6, e3 e7) at [token][chunk][word w][lane c], so one 16-byte shared load gives a
+  // lane its four operands of word w, and the 4 lanes of a row read 64 contiguous bytes.
+  // Elements past K are zero (the weights there are zero too, and x could be anything).
+  const int row_bytes = x_row_bytes(per_split);
+  const int my_chunks = max(chunk_end - chunk_begin, 0);
+  for (int i = threadIdx.x; i < tokens * my_chunks * 16; i += kWarps * 32) {
+    const int t = i / (my_chunks * 16);
+    const int rest = i - t * my_chunks * 16;
+    const int q = rest >> 4;  // chunk within the slice
+    const int group = rest & 15;  // 8-element group within the chunk: lane c = group / 4, word w = group % 4
+    const int k = (chunk_begin + q) * kChunk + 8 * group;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (k < p.K) v = load_shared_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
+    const uint4 b = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410),
+                               prmt(v.y, v.w, 0x7632));
+    *reinterpret_cast<uint4*>(x_smem + t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16) = b;
+  }
+  __syncthreads();
+  // lanes of tokens past the end read the last token (their results are never stored)
+  const uint8_t* x_lane[MT];
+#pragma unroll
+  for (int j = 0; j < MT; ++j) x_lane[j] = x_smem + min(8 * j + g, tokens - 1) * row_bytes + c * 16;
+
+  auto compute = [&](const uint4 (&wq)[R][2], const uint32_t (&bytes)[R][2], int q) {
     uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(st.s[r][h], scale[r][h]);
+      for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r][h], scale[r][h]);
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
-      uint32_t bx[MT][2][2];  // [token tile][step t][b0, b1]
+      uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
 #pragma unroll
-      for (int j = 0; j < MT; ++j) {
-        const uint4 v = st.x[j][w];
-        bx[j][0][0] = prmt(v.x, v.z, 0x5410);
-        bx[j][0][1] = prmt(v.x, v.z, 0x7632);
-        bx[j][1][0] = prmt(v.y, v.w, 0x5410);
-        bx[j][1][1] = prmt(v.y, v.w, 0x7632);
-      }
+      for (int j = 0; j < MT; ++j) bx[j] = *reinterpret_cast<const uint4*>(x_lane[j] + q * 256 + w * 64);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         uint32_t lo[4], hi[4];  // rows g and g + 8
-        const uint4& q0 = st.w[r][0];
-        const uint4& q1 = st.w[r][1];
+        const uint4& q0 = wq[r][0];
+        const uint4& q1 = wq[r][1];
         decode_word<T, FORMAT, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
         decode_word<T, FORMAT, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
 #pragma unroll
         for (int t = 0; t < 2; ++t) {
           const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
 #pragma unroll
-          for (int j = 0; j < MT; ++j) Act<T>::mma(acc[r][j], a, bx[j][t][0], bx[j][t][1]);
+          for (int j = 0; j < MT; ++j) Act<T>::mma(acc[r][j], a, t == 0 ? bx[j].x : bx[j].z, t == 0 ? bx[j].y : bx[j].w);
         }
       }
     }
   };
 
-  // a ring of S chunks in flight: chunk i is consumed S - 1 chunks after its loads issue
-  Stage ring[S];
-#pragma unroll
-  for (int i = 0; i < S; ++i)
-    if (chunk_begin + i < chunk_end) load(ring[i], chunk_begin + i);
   for (int base = chunk_begin; base < chunk_end; base += S) {
 #pragma unroll
     for (int i = 0; i < S; ++i) {
       const int chunk = base + i;
       if (chunk < chunk_end) {
-        compute(ring[i]);
-        if (chunk + S < chunk_end) load(ring[i], chunk + S);
+        constexpr int kAhead = S - 1;
+        if (chunk + kAhead < chunk_end) load_weights((i + kAhead) % S, chunk + kAhead, scale_bytes[(i + kAhead) % S]);
+        commit_async();
+        wait_async<S - 1>();
+        uint4 wq[R][2];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wq[r][h] = my_ring[((i * R + r) * 2 + h) * 32];
+        compute(wq, scale_bytes[i], chunk - chunk_begin);
       }
     }
   }
+  wait_async<0>();  // no copy may be in flight when the CTA exits
 
   const float gs = __ldg(p.global_scale) * Scales<T, FORMAT>::kResultFactor;
   // accumulator element i of tile (r, j): row g + 8 * (i / 2), token 2c + i % 2
@@ -403,39 +445,58 @@ __global__ void __launch_bounds__(kWarps * 32) gemm_kernel(const GemmParams p) {
 }
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: 1 for M <= 8, else 2;
-// larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2) is a
-// tuning choice. Planted bugs exist for R = 1.
-template <typename T, int FORMAT, int MT, int R>
-cudaError_t launch_rows(const GemmParams& p, int plant, dim3 grid, cudaStream_t stream) {
-  const dim3 block(kWarps * 32);
-  switch (plant) {
-    case kNoPlant: gemm_kernel<T, FORMAT, MT, R, kNoPlant><<<grid, block, 0, stream>>>(p); break;
-    case kNibbleSwap:
-      if constexpr (R != 1) return cudaErrorInvalidValue;
-      else gemm_kernel<T, FORMAT, MT, R, kNibbleSwap><<<grid, block, 0, stream>>>(p);
-      break;
-    case kScaleOffByOne:
-      if constexpr (R != 1) return cudaErrorInvalidValue;
-      else gemm_kernel<T, FORMAT, MT, R, kScaleOffByOne><<<grid, block, 0, stream>>>(p);
-      break;
-    default: return cudaErrorInvalidValue;
+// larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2) and S
+// (ring stages, 4 or 8) are tuning choices. Planted bugs exist for R = 1.
+template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
+cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
+  const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, PLANT>;
+  const int bytes = gemm_shared_bytes(p, R, S);
+  if (bytes > 48 * 1024) {  // above the default dynamic shared memory limit: opt in (once per size reached)
+    static int opted = 48 * 1024;
+    if (bytes > opted) {
+      const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+      if (err != cudaSuccess) return err;
+      opted = bytes;
+    }
   }
+  kernel<<<grid, kWarps * 32, bytes, stream>>>(p);
   return cudaGetLastError();
 }
 
+template <typename T, int FORMAT, int MT, int R, int S>
+cudaError_t launch_rows(const GemmParams& p, int plant, dim3 grid, cudaStream_t stream) {
+  switch (plant) {
+    case kNoPlant: return launch_kernel<T, FORMAT, MT, R, S, kNoPlant>(p, grid, stream);
+    case kNibbleSwap:
+      if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
+      else return launch_kernel<T, FORMAT, MT, R, S, kNibbleSwap>(p, grid, stream);
+    case kScaleOffByOne:
+      if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
+      else return launch_kernel<T, FORMAT, MT, R, S, kScaleOffByOne>(p, grid, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+template <typename T, int FORMAT, int MT, int R>
+cudaError_t launch_stages(const GemmParams& p, int stages, int plant, dim3 grid, cudaStream_t stream) {
+  if (stages == 4) return launch_rows<T, FORMAT, MT, R, 4>(p, plant, grid, stream);
+  if (stages == 8) return launch_rows<T, FORMAT, MT, R, 8>(p, plant, grid, stream);
+  return cudaErrorInvalidValue;
+}
+
 template <typename T, int FORMAT>
-cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream) {
+cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream) {
   const int mt = token_tiles(p.M);
   const int rows_per_cta = kWarps * 16 * rows_per_warp;
   const int groups = (p.M + 8 * mt - 1) / (8 * mt);
   const dim3 grid(((p.N + rows_per_cta - 1) / rows_per_cta) * groups, p.split_k, 1);
   if (rows_per_warp == 1) {
-    return mt == 1 ? launch_rows<T, FORMAT, 1, 1>(p, plant, grid, stream)
-                   : launch_rows<T, FORMAT, 2, 1>(p, plant, grid, stream);
+    return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, plant, grid, stream)
+                   : launch_stages<T, FORMAT, 2, 1>(p, stages, plant, grid, stream);
   }
   if (rows_per_warp == 2) {
-    return mt == 1 ? launch_rows<T, FORMAT, 1, 2>(p, plant, grid, stream)
-                   : launch_rows<T, FORMAT, 2, 2>(p, plant, grid, stream);
+    return mt == 1 ? launch_stages<T, FORMAT, 1, 2>(p, stages, plant, grid, stream)
+                   : launch_stages<T, FORMAT, 2, 2>(p, stages, plant, grid, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -28,10 +28,20 @@ struct GemmParams {
 // 8-token tiles per CTA for M tokens (more than 16 tokens: several token groups of 16)
 inline int token_tiles(int m) { return m <= 8 ? 1 : 2; }
 
-cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
-cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_nvfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_mxfp4(const GemmParams& p, int rows_per_warp, int plant, cudaStream_t stream);
+// Dynamic shared memory of one CTA: a ring of `stages` weight chunks per warp (R 16-row
+// tiles, 1 KB per tile and chunk) and the CTA's x: its tokens (at most 8 per token tile)
+// over the chunks of one split, 64 bytes of padding per token (w4a16_gemm.cuh).
+inline int gemm_shared_bytes(const GemmParams& p, int rows_per_warp, int stages) {
+  const int chunks = (p.K + kChunk - 1) / kChunk;
+  const int per_split = (chunks + p.split_k - 1) / p.split_k;
+  const int tokens = p.M < 8 * token_tiles(p.M) ? p.M : 8 * token_tiles(p.M);
+  return kWarps * stages * rows_per_warp * 1024 + tokens * (per_split * kChunk * 2 + 64);
+}
+
+cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
 
 }  // namespace w4a16
 }  // namespace swiglu_check

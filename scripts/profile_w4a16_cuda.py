@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Run the CUDA W4A16 GEMM on one shape and config a few times, for a profiler (ncu).
+
+    ncu --clock-control none -k regex:gemm_kernel --launch-skip 2 --launch-count 1 \\
+        python3 scripts/profile_w4a16_cuda.py 1x4096x14336 --config r1c4p4
+
+`--config rRcCpP`: rows per warp R, CTAs per SM C (split-K aim), ring stages P.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("shape", help="MxKxN")
+    parser.add_argument("--config", default="r1c4p4")
+    parser.add_argument("--format", default="nvfp4", choices=("nvfp4", "mxfp4"))
+    parser.add_argument("--calls", type=int, default=3)
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("profile_w4a16_cuda: needs a CUDA GPU", file=sys.stderr)
+        return 2
+    from swiglu_check.kernels.w4a16 import cuda_gemm
+    from swiglu_check.kinds.linear_w4a16 import random_fp4_weight
+
+    m, k, n = (int(v) for v in args.shape.split("x"))
+    match = re.fullmatch(r"r(\d)c(\d+)p(\d)", args.config)
+    if not match:
+        parser.error(f"--config: expected rRcCpP, got {args.config!r}")
+    cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=int(match[1]), ctas_per_sm=int(match[2]), stages=int(match[3]))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    weight = random_fp4_weight(args.format, n, k, "cuda", g)
+    x = torch.randn((m, k), device="cuda", generator=g).to(torch.bfloat16)
+    for _ in range(args.calls):
+        cuda_gemm.cuda_w4a16_matmul(x, weight, config=cfg)
+    torch.cuda.synchronize()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    print(f"{args.shape} {args.format} {cfg.label}: split_k {cuda_gemm.choose_split_k(m, n, k, cfg, sms)},"
+          f" {cuda_gemm.output_tiles(m, n, cfg.rows_per_warp)} output tiles")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
