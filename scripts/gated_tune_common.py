@@ -51,7 +51,8 @@ def sweep(candidates: Callable[[int, int], list[Candidate]], shapes: list[tuple[
 
     settings = api.build_settings(op=op_name, dtypes=["bf16"], device=device)
     op = settings.op
-    copy = {m: bench.copy_bandwidth(settings.device, method=m) for m in methods}
+    copy_bps = bench.copy_bandwidth(settings.device)  # one reference (events) for both methods
+    copy = {m: copy_bps for m in methods}
     copies = bench.SameSizeCopies(lambda nbytes, how: bench.time_copy(nbytes, settings.device, how))
     name = torch.cuda.get_device_name() if settings.device.startswith("cuda") else settings.device
     result: dict = {"device": name, "op": op.label, "methods": list(methods),

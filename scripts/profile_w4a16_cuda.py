@@ -20,6 +20,7 @@ def main() -> int:
     parser.add_argument("--config", default="r1c4p4")
     parser.add_argument("--format", default="nvfp4", choices=("nvfp4", "mxfp4"))
     parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--plant", default=None, help="a planted variant of the kernel (cuda_gemm.PLANTS)")
     args = parser.parse_args()
     import torch
 
@@ -38,7 +39,7 @@ def main() -> int:
     weight = random_fp4_weight(args.format, n, k, "cuda", g)
     x = torch.randn((m, k), device="cuda", generator=g).to(torch.bfloat16)
     for _ in range(args.calls):
-        cuda_gemm.cuda_w4a16_matmul(x, weight, config=cfg)
+        cuda_gemm.cuda_w4a16_matmul(x, weight, config=cfg, plant=args.plant)
     torch.cuda.synchronize()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     print(f"{args.shape} {args.format} {cfg.label}: split_k {cuda_gemm.choose_split_k(m, n, k, cfg, sms)},"

@@ -531,7 +531,7 @@ def bench(ctx: click.Context, shapes: tuple[str, ...], fmt: str, output: Path | 
     settings = settings_from(resolved, config)
     bench_mod.require_cuda(settings)
     chosen = [b for b in backends_from(resolved) if "cuda" in b.devices]
-    copy = bench_mod.copy_bandwidth(settings.device, method=timing)
+    copy = bench_mod.copy_bandwidth(settings.device)
     timings = bench_mod.measure(bench_mod.workloads_for(chosen, settings, _bench_shapes(shapes)), copy, timing,
                                 device=settings.device)
     env = environment(settings.device)

@@ -64,7 +64,7 @@ def test_bench_times_every_gated_backend_by_graph_without_fallback(name: str) ->
     settings = api.build_settings(op="deepseek-v4", dtypes=["bf16"], device="cuda")
     workloads = bench.workloads_for([backend], settings, [(256, 2048)])
     assert workloads
-    copy = bench.copy_bandwidth(settings.device, nbytes=1 << 28, method="graph")
+    copy = bench.copy_bandwidth(settings.device, nbytes=1 << 28)
     timings = bench.measure(workloads, copy, "graph", device=settings.device)
     for t in timings:
         assert not t.error and t.method == "graph" and not t.note, (t.error, t.note)

@@ -168,7 +168,7 @@ def test_sweep_times_every_candidate_by_every_method_on_fake_timers(monkeypatch)
 
     monkeypatch.setitem(bench.TIMERS, "events", fake("events"))
     monkeypatch.setitem(bench.TIMERS, "graph", fake("graph"))
-    monkeypatch.setattr(bench, "copy_bandwidth", lambda device, method="events": 1e9)
+    monkeypatch.setattr(bench, "copy_bandwidth", lambda device: 1e9)
 
     def candidates(tokens, width):
         from swiglu_check.ops import preset

@@ -30,8 +30,8 @@ from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
 # per source: (token tiles 1, 2) x (rows per warp 1, 2) x (ring stages 4, 8) + the 2 plants
-# x 2 token tiles (rows per warp 1, 4 stages)
-KERNELS_PER_SOURCE = 2 * 2 * 2 + 2 * 2
+# and the const-scales diagnostic x 2 token tiles (rows per warp 1, 4 stages)
+KERNELS_PER_SOURCE = 2 * 2 * 2 + 3 * 2
 
 
 @pytest.fixture(scope="module")

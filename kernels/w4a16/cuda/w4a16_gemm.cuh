@@ -53,8 +53,9 @@ namespace swiglu_check {
 namespace w4a16 {
 
 // Planted bugs, for the tool's own tests: the nibble order of a byte swapped; the scale of
-// the next block used.
-enum Plant : int { kNoPlant = 0, kNibbleSwap = 1, kScaleOffByOne = 2 };
+// the next block used. kConstScales is a diagnostic (scripts/profile_w4a16_cuda.py): every
+// block scale 1.0 and no scale loads, to time what the scale loads cost (wrong results).
+enum Plant : int { kNoPlant = 0, kNibbleSwap = 1, kScaleOffByOne = 2, kConstScales = 3 };
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
   uint32_t d;
@@ -73,6 +74,20 @@ __device__ __forceinline__ uint4 load_shared_x(const void* p) {  // x: read by e
   uint4 v;
   asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+
+// Scale bytes, loaded S - 1 chunks ahead of their use. `volatile` keeps each load where it
+// is issued: plain loads were sunk next to their use by the compiler (under the 64-register
+// bound), so every chunk waited on an L2 or DRAM round trip (ncu: L1TEX scoreboard stalls).
+__device__ __forceinline__ uint32_t load_scale_u16(const uint8_t* p) {
+  uint16_t v;
+  asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t load_scale_u8(const uint8_t* p) {
+  uint16_t v;
+  asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(v) : "l"(p));
   return v;
 }
 
@@ -288,15 +303,17 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       for (int h = 0; h < 2; ++h) {
         copy_async(my_ring + ((stage * R + r) * 2 + h) * 32, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
         uint32_t b = 0;
-        if (valid) {
+        if constexpr (PLANT == kConstScales) {
+          b = 0x3838;
+        } else if (valid) {
           if constexpr (PLANT == kScaleOffByOne) {
 #pragma unroll
             for (int k = 0; k < kScalesPerLane; ++k)
-              b |= static_cast<uint32_t>(__ldg(s_row[r][h] + min(first + k, n_blocks - 1))) << (8 * k);
+              b |= load_scale_u8(s_row[r][h] + min(first + k, n_blocks - 1)) << (8 * k);
           } else if constexpr (kScalesPerLane == 2) {
-            b = __ldg(reinterpret_cast<const uint16_t*>(s_row[r][h] + first));
+            b = load_scale_u16(s_row[r][h] + first);
           } else {
-            b = __ldg(s_row[r][h] + first);
+            b = load_scale_u8(s_row[r][h] + first);
           }
         }
         bytes[r][h] = b;
@@ -473,6 +490,9 @@ cudaError_t launch_rows(const GemmParams& p, int plant, dim3 grid, cudaStream_t 
     case kScaleOffByOne:
       if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
       else return launch_kernel<T, FORMAT, MT, R, S, kScaleOffByOne>(p, grid, stream);
+    case kConstScales:
+      if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
+      else return launch_kernel<T, FORMAT, MT, R, S, kConstScales>(p, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
