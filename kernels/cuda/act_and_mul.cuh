@@ -125,9 +125,24 @@ struct Vec16<float> {
   }
 };
 
-template <>
-struct Vec16<__half> {
+// 8 values of a 16-bit type in 4 words: `Bits` converts one half word (lo, hi, bits).
+template <typename Bits>
+struct Vec16Of16Bit {
   static constexpr int kSize = 8;
+  static __device__ __forceinline__ void unpack(const uint4& raw, float* f) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = Bits::lo(word(raw, i));
+      f[2 * i + 1] = Bits::hi(word(raw, i));
+    }
+  }
+  static __device__ __forceinline__ uint4 pack(const float* f) {
+    return make_uint4(Bits::bits(f[0]) | Bits::bits(f[1]) << 16, Bits::bits(f[2]) | Bits::bits(f[3]) << 16,
+                      Bits::bits(f[4]) | Bits::bits(f[5]) << 16, Bits::bits(f[6]) | Bits::bits(f[7]) << 16);
+  }
+};
+
+struct HalfBits {
   static __device__ __forceinline__ float lo(unsigned int w) {
     return __half2float(__ushort_as_half(static_cast<unsigned short>(w & 0xffffu)));
   }
@@ -135,39 +150,21 @@ struct Vec16<__half> {
     return __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
   }
   static __device__ __forceinline__ unsigned int bits(float f) { return __half_as_ushort(__float2half_rn(f)); }
-  static __device__ __forceinline__ void unpack(const uint4& raw, float* f) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      f[2 * i] = lo(word(raw, i));
-      f[2 * i + 1] = hi(word(raw, i));
-    }
-  }
-  static __device__ __forceinline__ uint4 pack(const float* f) {
-    return make_uint4(bits(f[0]) | bits(f[1]) << 16, bits(f[2]) | bits(f[3]) << 16,
-                      bits(f[4]) | bits(f[5]) << 16, bits(f[6]) | bits(f[7]) << 16);
-  }
 };
 
-template <>
-struct Vec16<__nv_bfloat16> {
-  static constexpr int kSize = 8;
+struct Bfloat16Bits {
   static __device__ __forceinline__ float lo(unsigned int w) { return __uint_as_float(w << 16); }
   static __device__ __forceinline__ float hi(unsigned int w) { return __uint_as_float(w & 0xffff0000u); }
   static __device__ __forceinline__ unsigned int bits(float f) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(f));
   }
-  static __device__ __forceinline__ void unpack(const uint4& raw, float* f) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      f[2 * i] = lo(word(raw, i));
-      f[2 * i + 1] = hi(word(raw, i));
-    }
-  }
-  static __device__ __forceinline__ uint4 pack(const float* f) {
-    return make_uint4(bits(f[0]) | bits(f[1]) << 16, bits(f[2]) | bits(f[3]) << 16,
-                      bits(f[4]) | bits(f[5]) << 16, bits(f[6]) | bits(f[7]) << 16);
-  }
 };
+
+template <>
+struct Vec16<__half> : Vec16Of16Bit<HalfBits> {};
+
+template <>
+struct Vec16<__nv_bfloat16> : Vec16Of16Bit<Bfloat16Bits> {};
 
 template <typename T>
 __device__ __forceinline__ uint4 load16(const T* ptr) {

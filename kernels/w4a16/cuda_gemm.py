@@ -75,7 +75,7 @@ def output_tiles(m: int, n: int, rows_per_warp: int) -> int:
 
 
 def x_shared_bytes(m: int, k: int, split: int) -> int:
-    """Shared memory a CTA's x slice takes (the kernel's x_row_bytes per token)."""
+    """Shared memory a CTA's x slice takes (tokens x `x_row_bytes` of w4a16_gemm.h)."""
     chunks = -(-k // CHUNK)
     per_split = -(-chunks // split)
     return min(m, 8 * token_tiles(m)) * (per_split * CHUNK * 2 + 64)

@@ -99,11 +99,14 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.scale_stride = scales.stride(0);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
-  int max_shared = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));
   const int shared = gemm_shared_bytes(p, static_cast<int>(rows_per_warp), static_cast<int>(stages));
-  require(shared <= max_shared, "this split of K needs " + std::to_string(shared) + " bytes of shared memory per CTA," +
-                                    " more than the device's " + std::to_string(max_shared) + "; use a larger split_k");
+  if (shared > kDefaultSharedBytes) {  // the common case needs no device query
+    int max_shared = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));
+    require(shared <= max_shared, "this split of K needs " + std::to_string(shared) +
+                                      " bytes of shared memory per CTA, more than the device's " +
+                                      std::to_string(max_shared) + "; use a larger split_k");
+  }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   const bool bf16 = x.scalar_type() == at::kBFloat16;
   const int r = static_cast<int>(rows_per_warp), st = static_cast<int>(stages), pl = static_cast<int>(plant);

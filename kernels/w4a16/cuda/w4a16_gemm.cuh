@@ -70,7 +70,7 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {  // weights: read 
   return v;
 }
 
-__device__ __forceinline__ uint4 load_shared_x(const void* p) {  // x: read by every warp, keep in L1
+__device__ __forceinline__ uint4 load_x(const void* p) {  // x: the CTAs of a split stage the same slice, keep in L1
   uint4 v;
   asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
@@ -238,20 +238,12 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
   }
 }
 
-// Shared memory of one CTA: the weight ring (each lane's own 16-byte loads, S chunks per
-// warp), then the CTA's slice of x in MMA operand order (x_row_bytes per token).
-template <int R>
-constexpr int ring_bytes(int stages) { return kWarps * stages * R * 2 * 32 * 16; }
-// one token's x over `chunks` chunks, plus 64 bytes so that neighbouring tokens start 64
-// bytes apart in the banks (the two tokens of one 8-lane phase of a 16-byte load)
-__host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChunk * 2 + 64; }
-
 template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
 __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams p) {
   constexpr int kBlock = FORMAT == 0 ? 16 : 32;
   constexpr int kScalesPerLane = 32 / kBlock;  // blocks covered by a lane's 32 elements of a chunk
   static_assert(S >= 2, "the ring needs two stages at least");
-  extern __shared__ uint4 smem[];
+  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the weight ring, then x
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2;
@@ -346,7 +338,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     const int group = rest & 15;  // 8-element group within the chunk: lane c = group / 4, word w = group % 4
     const int k = (chunk_begin + q) * kChunk + 8 * group;
     uint4 v = make_uint4(0, 0, 0, 0);
-    if (k < p.K) v = load_shared_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
+    if (k < p.K) v = load_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
     const uint4 b = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410),
                                prmt(v.y, v.w, 0x7632));
     *reinterpret_cast<uint4*>(x_smem + t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16) = b;
@@ -468,12 +460,16 @@ template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
 cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
   const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, PLANT>;
   const int bytes = gemm_shared_bytes(p, R, S);
-  if (bytes > 48 * 1024) {  // above the default dynamic shared memory limit: opt in (once per size reached)
-    static int opted = 48 * 1024;
-    if (bytes > opted) {
-      const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (bytes > kDefaultSharedBytes) {  // above the default dynamic shared memory limit: opt in, per device
+    constexpr int kDevices = 64;
+    static int opted[kDevices] = {};  // the largest size opted in so far on each device
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err != cudaSuccess) return err;
+    if (device >= kDevices || bytes > opted[device]) {
+      err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
       if (err != cudaSuccess) return err;
-      opted = bytes;
+      if (device < kDevices) opted[device] = bytes;
     }
   }
   kernel<<<grid, kWarps * 32, bytes, stream>>>(p);

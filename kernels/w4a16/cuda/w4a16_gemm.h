@@ -28,14 +28,22 @@ struct GemmParams {
 // 8-token tiles per CTA for M tokens (more than 16 tokens: several token groups of 16)
 inline int token_tiles(int m) { return m <= 8 ? 1 : 2; }
 
+constexpr int kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory a launch gets without opting in
+constexpr int kRingTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one chunk: two 16-byte loads per lane
+
+// One token's x over `chunks` chunks in shared memory, plus 64 bytes so that neighbouring
+// tokens start 64 bytes apart in the banks (the two tokens of one 8-lane phase of a
+// 16-byte load). Mirrored by cuda_gemm.x_shared_bytes.
+__host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChunk * 2 + 64; }
+
 // Dynamic shared memory of one CTA: a ring of `stages` weight chunks per warp (R 16-row
-// tiles, 1 KB per tile and chunk) and the CTA's x: its tokens (at most 8 per token tile)
-// over the chunks of one split, 64 bytes of padding per token (w4a16_gemm.cuh).
+// tiles), then the CTA's x: its tokens (at most 8 per token tile) over the chunks of one
+// split of K (w4a16_gemm.cuh).
 inline int gemm_shared_bytes(const GemmParams& p, int rows_per_warp, int stages) {
   const int chunks = (p.K + kChunk - 1) / kChunk;
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
   const int tokens = p.M < 8 * token_tiles(p.M) ? p.M : 8 * token_tiles(p.M);
-  return kWarps * stages * rows_per_warp * 1024 + tokens * (per_split * kChunk * 2 + 64);
+  return kWarps * stages * rows_per_warp * kRingTileBytes + tokens * x_row_bytes(per_split);
 }
 
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
