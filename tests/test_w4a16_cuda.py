@@ -93,6 +93,25 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     assert cuda_gemm.output_tiles(8, 1000, 2) == 8
 
 
+@pytest.mark.parametrize("fmt, k", [("nvfp4", 4096), ("nvfp4", 4128), ("mxfp4", 4096), ("mxfp4", 160)])
+def test_scales_are_padded_to_whole_chunks_only_when_needed(fmt: str, k: int) -> None:
+    block = 16 if fmt == "nvfp4" else 32
+    scales = torch.randint(0, 120, (5, k // block), dtype=torch.uint8)
+    padded = cuda_gemm.chunk_padded_scales(scales, fmt, k)
+    per_chunk = cuda_gemm.chunk_scale_bytes(fmt)
+    assert per_chunk == 128 // block
+    assert padded.shape == (5, -(-k // 128) * per_chunk)
+    assert torch.equal(padded[:, :k // block], scales)
+    assert not padded[:, k // block:].any()  # zero bytes past K's last block
+    assert padded.stride(0) % per_chunk == 0 and padded.data_ptr() % per_chunk == 0
+    if k % 128 == 0:
+        assert padded.data_ptr() == scales.data_ptr()  # no copy when the rows are whole chunks
+    # a column slice (rows not contiguous at a chunk multiple) is copied, not passed through
+    wide = torch.randint(0, 120, (5, k // block + 3), dtype=torch.uint8)
+    sliced = cuda_gemm.chunk_padded_scales(wide[:, 1:1 + k // block], fmt, k)
+    assert torch.equal(sliced[:, :k // block], wide[:, 1:1 + k // block])
+
+
 @pytest.mark.parametrize("bad", [dict(stages=6), dict(rows_per_warp=3), dict(ctas_per_sm=0), dict(split_k=-1)])
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):

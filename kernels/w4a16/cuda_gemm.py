@@ -74,6 +74,26 @@ def output_tiles(m: int, n: int, rows_per_warp: int) -> int:
     return -(-n // rows) * -(-m // tokens)
 
 
+def chunk_scale_bytes(fmt: str) -> int:
+    """Scale bytes of one weight row per 128-element chunk (w4a16_gemm.h's chunk_scale_bytes)."""
+    return CHUNK // (16 if fmt == "nvfp4" else 32)
+
+
+def chunk_padded_scales(scales: torch.Tensor, fmt: str, k: int) -> torch.Tensor:
+    """The block scales as the kernel copies them: every row whole chunks long (zero bytes
+    after K's last block; the weights there are zero-filled too), rows contiguous and
+    aligned to a chunk's scale bytes. A view of `scales` when K % 128 == 0 and it is
+    contiguous and aligned, else a padded copy (K % 128 != 0 costs one per call)."""
+    per_chunk = chunk_scale_bytes(fmt)
+    width = -(-k // CHUNK) * per_chunk
+    if (scales.shape[1] == width and scales.stride(1) == 1 and scales.stride(0) % per_chunk == 0
+            and scales.data_ptr() % per_chunk == 0):
+        return scales
+    padded = torch.zeros((scales.shape[0], width), dtype=scales.dtype, device=scales.device)
+    padded[:, :scales.shape[1]] = scales
+    return padded
+
+
 def x_shared_bytes(m: int, k: int, split: int) -> int:
     """Shared memory a CTA's x slice takes (tokens x `x_row_bytes` of w4a16_gemm.h)."""
     chunks = -(-k // CHUNK)
@@ -194,8 +214,7 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     packed, scales = weight.packed, weight.scales
     if packed.stride(1) != 1 or packed.stride(0) % 16 or packed.data_ptr() % 16:
         packed = packed.contiguous()
-    if scales.stride(1) != 1 or (weight.format == "nvfp4" and (scales.stride(0) % 2 or scales.data_ptr() % 2)):
-        scales = scales.contiguous()
+    scales = chunk_padded_scales(scales, weight.format, k)
     if split > 1:
         partials = torch.empty(split * m * n, dtype=torch.float32, device=x.device)
         counters = _counters(x.device, output_tiles(m, n, cfg.rows_per_warp))

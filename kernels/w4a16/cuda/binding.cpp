@@ -5,7 +5,8 @@
 //         int split_k, int plant) -> ()
 //
 // x [M, K] bf16/fp16 (rows contiguous, 16-byte aligned), packed uint8 [N, K/2], scales
-// uint8 [N, K/block] (format 0: NVFP4, e4m3 per 16; 1: MXFP4, E8M0 per 32), global_scale
+// uint8 [N, K/block padded to whole 128-element chunks] (format 0: NVFP4, e4m3 per 16; 1:
+// MXFP4, E8M0 per 32; cuda_gemm.chunk_padded_scales), global_scale
 // fp32 [1], y [M, N] of x's dtype. K must be a multiple of 32. split_k > 1 needs fp32
 // `partials` of at least split_k * M * N and zeroed int32 `counters`, one per output tile
 // (the kernel leaves them zero again). `stages` (4 or 8): weight chunks in the shared
@@ -63,11 +64,14 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
           "packed must be uint8 [N, K/2], got " + shape_text(packed));
   require(packed.stride(1) == 1 && packed.stride(0) % 16 == 0 && aligned(packed, 16),
           "packed rows must be contiguous and 16-byte aligned");
+  const int64_t chunks = (k + kChunk - 1) / kChunk;
+  const int64_t chunk_scales = chunk_scale_bytes(static_cast<int>(format));
   require(scales.scalar_type() == at::kByte && scales.dim() == 2 && scales.size(0) == n &&
-              scales.size(1) * block == k,
-          "scales must be uint8 [N, K/" + std::to_string(block) + "], got " + shape_text(scales));
-  require(scales.stride(1) == 1 && (format == 1 || (scales.stride(0) % 2 == 0 && aligned(scales, 2))),
-          "scales rows must be contiguous (and 2-byte aligned for NVFP4)");
+              scales.size(1) == chunks * chunk_scales,
+          "scales must be uint8 [N, " + std::to_string(chunks * chunk_scales) + "] (K/" + std::to_string(block) +
+              " block scales per row, padded to whole 128-element chunks), got " + shape_text(scales));
+  require(scales.stride(1) == 1 && scales.stride(0) % chunk_scales == 0 && aligned(scales, chunk_scales),
+          "scales rows must be contiguous and " + std::to_string(chunk_scales) + "-byte aligned");
   require(global_scale.scalar_type() == at::kFloat && global_scale.numel() == 1, "global_scale must be one fp32");
   require(y.scalar_type() == x.scalar_type() && y.dim() == 2 && y.size(0) == m && y.size(1) == n && y.stride(1) == 1,
           "y must be [M, N] of x's dtype with contiguous rows, got " + shape_text(y));
@@ -99,7 +103,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.scale_stride = scales.stride(0);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
-  const int shared = gemm_shared_bytes(p, static_cast<int>(rows_per_warp), static_cast<int>(stages));
+  const int shared = gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp), static_cast<int>(stages));
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
     int max_shared = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));

@@ -17,7 +17,9 @@
 // - Each warp streams its weights through its own ring of S chunks in shared memory
 //   (cp.async, S - 1 chunks in flight): the ring costs no registers, so the depth that
 //   covers DRAM latency does not cost occupancy (a register ring of 3-4 chunks did: 1.3x
-//   slower at M = 1, measured). Scale bytes ride in registers S - 1 chunks ahead.
+//   slower at M = 1, measured). The rows' block-scale bytes ride in the same ring (ncu:
+//   scale loads kept in registers waited on L2/DRAM round trips for a quarter of the
+//   warps' samples).
 // - More than 16 tokens run as groups of 16 along grid x, next to each other, so the
 //   groups reading one weight tile share it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
@@ -77,24 +79,21 @@ __device__ __forceinline__ uint4 load_x(const void* p) {  // x: the CTAs of a sp
   return v;
 }
 
-// Scale bytes, loaded S - 1 chunks ahead of their use. `volatile` keeps each load where it
-// is issued: plain loads were sunk next to their use by the compiler (under the 64-register
-// bound), so every chunk waited on an L2 or DRAM round trip (ncu: L1TEX scoreboard stalls).
-__device__ __forceinline__ uint32_t load_scale_u16(const uint8_t* p) {
-  uint16_t v;
-  asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(v) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint32_t load_scale_u8(const uint8_t* p) {
-  uint16_t v;
-  asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(v) : "l"(p));
-  return v;
-}
-
 // 16 bytes global -> shared, bypassing L1 (weights are read once); zero-filled when !valid.
+// L2::256B asks L2 to fetch the 256 bytes around each miss: the next chunks of a row are
+// then L2 hits and DRAM sees long runs instead of 64-byte ones (measured on the H100:
+// 22.4 -> 20.2 us at 1x4096x14336; scripts/weight_stream_bench.py shows the same gain
+// for a copy-only stream with this access pattern).
 __device__ __forceinline__ void copy_async(void* smem, const void* gmem, bool valid) {
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+}
+// 4 or 8 bytes global -> shared through L1 (cp.async.cg takes 16 only): a row's scale bytes.
+template <int BYTES>
+__device__ __forceinline__ void copy_async_small(void* smem, const void* gmem) {
+  static_assert(BYTES == 4 || BYTES == 8, "cp.async.ca copies 4, 8 or 16 bytes");
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(dst), "l"(gmem), "n"(BYTES));
 }
 __device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
 template <int N>
@@ -240,16 +239,18 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
 
 template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
 __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams p) {
-  constexpr int kBlock = FORMAT == 0 ? 16 : 32;
-  constexpr int kScalesPerLane = 32 / kBlock;  // blocks covered by a lane's 32 elements of a chunk
+  constexpr int kScaleBytes = chunk_scale_bytes(FORMAT);  // per row and chunk
+  constexpr int kScalesPerLane = kScaleBytes / 4;  // blocks covered by a lane's 32 elements of a chunk
+  constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);
   static_assert(S >= 2, "the ring needs two stages at least");
-  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the weight ring, then x
+  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the rings, then x
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2;
   const int c = lane & 3;
-  uint4* my_ring = smem + warp * S * R * 2 * 32 + lane;  // [warp][stage][r][h][lane]
-  uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem + kWarps * S * R * 2 * 32);
+  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale bytes
+  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * kStageBytes;
+  uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem) + kWarps * S * kStageBytes;
   // token groups vary fastest along x, so the CTAs reading one weight tile for different
   // tokens run together and share its bytes through L2
   const int groups = (p.M + 8 * MT - 1) / (8 * MT);
@@ -261,20 +262,20 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
   const int chunk_begin = blockIdx.y * per_split;
   const int chunk_end = min(chunks, chunk_begin + per_split);
-  const int n_blocks = p.K / kBlock;
 
   // rows past the end re-read the last one (no masks in the loop; never stored)
   const uint8_t* w_row[R][2];
-  const uint8_t* s_row[R][2];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
+  for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t row = min(row0 + r * 16 + g + 8 * h, p.N - 1);
       w_row[r][h] = p.packed + row * p.packed_stride + 16 * c;
-      s_row[r][h] = p.scales + row * p.scale_stride;
     }
-  }
+  // lanes 0..15 copy the scale bytes of row `lane` of each tile
+  const uint8_t* s_row[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) s_row[r] = p.scales + min(row0 + r * 16 + (lane & 15), p.N - 1) * p.scale_stride;
 
   float acc[R][MT][4];
 #pragma unroll
@@ -284,43 +285,63 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[r][j][i] = 0.0f;
 
-  // the weights of `chunk` into ring stage `stage` (cp.async; zeros for a lane segment past
-  // K, in a partial last chunk) and its block-scale bytes into `bytes`
-  auto load_weights = [&](int stage, int chunk, uint32_t (&bytes)[R][2]) {
+  // The weights of `chunk` into ring stage `stage` (zeros for a lane segment past K, in a
+  // partial last chunk). Each lane copies, and later reads, only its own pieces.
+  auto copy_weights = [&](int stage, int chunk) {
     const bool valid = chunk * kChunk + 32 * c + 32 <= p.K;
-    const int first = chunk * (kChunk / kBlock) + kScalesPerLane * c + (PLANT == kScaleOffByOne ? 1 : 0);
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        copy_async(ring + stage * kStageBytes + ((r * 2 + h) * 32 + lane) * 16,
+                   w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
+  };
+  // The scale bytes of `chunk` into stage `stage`: row i of a tile by lane i (lanes read
+  // them back after a __syncwarp). The host pads every row to whole chunks.
+  auto copy_scales = [&](int stage, int chunk) {
+    if constexpr (PLANT != kConstScales) {
+      if (lane < 16) {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+          copy_async_small<kScaleBytes>(ring + stage * kStageBytes + R * kWeightTileBytes + (r * 16 + lane) * kScaleBytes,
+                                        s_row[r] + chunk * kScaleBytes);
+      }
+    }
+  };
+  // A lane's scale bytes of stage `stage`: its blocks of rows g and g + 8 of each tile.
+  auto read_scales = [&](int stage, uint32_t (&bytes)[R][2]) {
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        copy_async(my_ring + ((stage * R + r) * 2 + h) * 32, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
-        uint32_t b = 0;
+        const uint8_t* row = ring + stage * kStageBytes + R * kWeightTileBytes + (r * 16 + g + 8 * h) * kScaleBytes;
         if constexpr (PLANT == kConstScales) {
-          b = 0x3838;
-        } else if (valid) {
-          if constexpr (PLANT == kScaleOffByOne) {
+          bytes[r][h] = 0x3838;
+        } else if constexpr (PLANT == kScaleOffByOne) {  // the next block's scale (the chunk's last keeps its own)
+          uint32_t b = 0;
 #pragma unroll
-            for (int k = 0; k < kScalesPerLane; ++k)
-              b |= load_scale_u8(s_row[r][h] + min(first + k, n_blocks - 1)) << (8 * k);
-          } else if constexpr (kScalesPerLane == 2) {
-            b = load_scale_u16(s_row[r][h] + first);
-          } else {
-            b = load_scale_u8(s_row[r][h] + first);
-          }
+          for (int k = 0; k < kScalesPerLane; ++k) b |= uint32_t{row[min(kScalesPerLane * c + k + 1, kScaleBytes - 1)]} << (8 * k);
+          bytes[r][h] = b;
+        } else if constexpr (kScalesPerLane == 2) {
+          bytes[r][h] = *reinterpret_cast<const uint16_t*>(row + 2 * c);
+        } else {
+          bytes[r][h] = row[c];
         }
-        bytes[r][h] = b;
       }
   };
 
-  // The ring: chunk i's weights are copied into stage i % S (cp.async, one commit group per
-  // chunk, empty groups past the end keep the count uniform) S - 1 chunks before it is
-  // used; its scale bytes travel in registers alongside. Each lane reads back only what it
-  // copied itself, so the ring needs no barrier, and the stage a copy overwrites was read
-  // (into registers the previous chunk's MMAs consumed) before the copy issues.
-  uint32_t scale_bytes[S][R][2];
+  // The ring: chunk i (weights and scales) is copied into stage i % S, one commit group per
+  // chunk (empty groups past the end keep the count uniform), S - 1 chunks before it is
+  // used. At chunk i a lane first issues its weight copies of chunk i + S - 1 (into the
+  // stage it read at chunk i - 1), waits for chunk i, then meets the warp at a __syncwarp,
+  // which makes every lane's copies of chunk i visible and orders all lanes' reads of
+  // chunk i - 1's scales before the scale copies of chunk i + S - 1 into that stage.
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) {
-    if (chunk_begin + i < chunk_end) load_weights(i, chunk_begin + i, scale_bytes[i]);
+    if (chunk_begin + i < chunk_end) {
+      copy_weights(i, chunk_begin + i);
+      copy_scales(i, chunk_begin + i);
+    }
     commit_async();
   }
 
@@ -329,19 +350,33 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // e2 e6, e3 e7) at [token][chunk][word w][lane c], so one 16-byte shared load gives a
   // lane its four operands of word w, and the 4 lanes of a row read 64 contiguous bytes.
   // Elements past K are zero (the weights there are zero too, and x could be anything).
+  // Four loads per thread are in flight before the first store.
   const int row_bytes = x_row_bytes(per_split);
   const int my_chunks = max(chunk_end - chunk_begin, 0);
-  for (int i = threadIdx.x; i < tokens * my_chunks * 16; i += kWarps * 32) {
-    const int t = i / (my_chunks * 16);
-    const int rest = i - t * my_chunks * 16;
-    const int q = rest >> 4;  // chunk within the slice
-    const int group = rest & 15;  // 8-element group within the chunk: lane c = group / 4, word w = group % 4
-    const int k = (chunk_begin + q) * kChunk + 8 * group;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (k < p.K) v = load_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
-    const uint4 b = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410),
-                               prmt(v.y, v.w, 0x7632));
-    *reinterpret_cast<uint4*>(x_smem + t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16) = b;
+  const int x_groups = tokens * my_chunks * 16;
+  constexpr int kXBatch = 4;
+  for (int i0 = threadIdx.x; i0 < x_groups; i0 += kXBatch * kWarps * 32) {
+    uint4 v[kXBatch];
+    int at[kXBatch];
+#pragma unroll
+    for (int u = 0; u < kXBatch; ++u) {
+      const int i = i0 + u * kWarps * 32;
+      const int t = i / (my_chunks * 16);
+      const int rest = i - t * my_chunks * 16;
+      const int q = rest >> 4;  // chunk within the slice
+      const int group = rest & 15;  // 8-element group within the chunk: lane c = group / 4, word w = group % 4
+      const int k = (chunk_begin + q) * kChunk + 8 * group;
+      v[u] = make_uint4(0, 0, 0, 0);
+      at[u] = i < x_groups ? t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16 : -1;
+      if (i < x_groups && k < p.K) v[u] = load_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
+    }
+#pragma unroll
+    for (int u = 0; u < kXBatch; ++u) {
+      if (at[u] >= 0) {
+        *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
+                                                               prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
+      }
+    }
   }
   __syncthreads();
   // lanes of tokens past the end read the last token (their results are never stored)
@@ -383,15 +418,20 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       const int chunk = base + i;
       if (chunk < chunk_end) {
         constexpr int kAhead = S - 1;
-        if (chunk + kAhead < chunk_end) load_weights((i + kAhead) % S, chunk + kAhead, scale_bytes[(i + kAhead) % S]);
+        const bool ahead = chunk + kAhead < chunk_end;
+        if (ahead) copy_weights((i + kAhead) % S, chunk + kAhead);
+        wait_async<S - 2>();  // chunk's group has landed (the copies just issued are not committed yet)
+        __syncwarp();
+        if (ahead) copy_scales((i + kAhead) % S, chunk + kAhead);
         commit_async();
-        wait_async<S - 1>();
         uint4 wq[R][2];
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wq[r][h] = my_ring[((i * R + r) * 2 + h) * 32];
-        compute(wq, scale_bytes[i], chunk - chunk_begin);
+          for (int h = 0; h < 2; ++h) wq[r][h] = reinterpret_cast<const uint4*>(ring + i * kStageBytes)[(r * 2 + h) * 32 + lane];
+        uint32_t scale_bytes[R][2];
+        read_scales(i, scale_bytes);
+        compute(wq, scale_bytes, chunk - chunk_begin);
       }
     }
   }
@@ -425,16 +465,20 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
           __stcg(p.partials + blockIdx.y * plane + static_cast<int64_t>(token) * p.N + row, acc[r][j][i]);
         }
       }
-  __threadfence();  // this thread's partials are visible device-wide before the arrival below
+  // Arrival: the barrier orders every thread's partials before thread 0's fence, which
+  // makes them visible device-wide (fence cumulativity) before its atomic; one fence per
+  // CTA instead of one per thread. The last CTA's thread 0 fences again after its atomic,
+  // so the partials of all splits are visible to the whole CTA after the next barrier.
   __syncthreads();
   __shared__ int is_last;
   const int tile = blockIdx.x;
   if (threadIdx.x == 0) {
+    __threadfence();
     is_last = atomicAdd(p.counters + tile, 1) == p.split_k - 1;
+    if (is_last) __threadfence();
   }
   __syncthreads();
   if (!is_last) return;
-  __threadfence();
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -459,7 +503,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
 cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
   const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, PLANT>;
-  const int bytes = gemm_shared_bytes(p, R, S);
+  const int bytes = gemm_shared_bytes(p, FORMAT, R, S);
   if (bytes > kDefaultSharedBytes) {  // above the default dynamic shared memory limit: opt in, per device
     constexpr int kDevices = 64;
     static int opted[kDevices] = {};  // the largest size opted in so far on each device

@@ -15,7 +15,7 @@ constexpr int kChunk = 128;  // K elements per step of a warp
 struct GemmParams {
   const void* x;              // [M, K] bf16/fp16, rows of stride x_stride elements
   const uint8_t* packed;      // [N, K/2]
-  const uint8_t* scales;      // [N, K/block]
+  const uint8_t* scales;      // [N, chunks * chunk_scale_bytes]: whole chunks per row
   const float* global_scale;  // one fp32 (NVFP4; ones for MXFP4)
   void* y;                    // [M, N], rows of stride y_stride elements
   float* partials;            // [split_k, M, N] fp32 when split_k > 1
@@ -29,21 +29,29 @@ struct GemmParams {
 inline int token_tiles(int m) { return m <= 8 ? 1 : 2; }
 
 constexpr int kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory a launch gets without opting in
-constexpr int kRingTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one chunk: two 16-byte loads per lane
+constexpr int kWeightTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one chunk: two 16-byte loads per lane
+
+// Scale bytes of one weight row over one chunk: 8 NVFP4 blocks of 16, or 4 MXFP4 blocks of 32.
+// The kernel copies them as one piece per row, so every scale row must hold whole chunks
+// (the host pads the rows when K % 128 != 0) and start at a multiple of this many bytes.
+__host__ __device__ constexpr int chunk_scale_bytes(int format) { return format == 0 ? 8 : 4; }
+
+// One ring stage of one warp's 16-row tile: the packed weights, then the 16 rows' scale bytes.
+__host__ __device__ constexpr int ring_tile_bytes(int format) { return kWeightTileBytes + 16 * chunk_scale_bytes(format); }
 
 // One token's x over `chunks` chunks in shared memory, plus 64 bytes so that neighbouring
 // tokens start 64 bytes apart in the banks (the two tokens of one 8-lane phase of a
 // 16-byte load). Mirrored by cuda_gemm.x_shared_bytes.
 __host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChunk * 2 + 64; }
 
-// Dynamic shared memory of one CTA: a ring of `stages` weight chunks per warp (R 16-row
-// tiles), then the CTA's x: its tokens (at most 8 per token tile) over the chunks of one
-// split of K (w4a16_gemm.cuh).
-inline int gemm_shared_bytes(const GemmParams& p, int rows_per_warp, int stages) {
+// Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
+// weights and scales), then the CTA's x: its tokens (at most 8 per token tile) over the
+// chunks of one split of K (w4a16_gemm.cuh).
+inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp, int stages) {
   const int chunks = (p.K + kChunk - 1) / kChunk;
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
   const int tokens = p.M < 8 * token_tiles(p.M) ? p.M : 8 * token_tiles(p.M);
-  return kWarps * stages * rows_per_warp * kRingTileBytes + tokens * x_row_bytes(per_split);
+  return kWarps * stages * rows_per_warp * ring_tile_bytes(format) + tokens * x_row_bytes(per_split);
 }
 
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
