@@ -33,10 +33,13 @@ H, I, E, K = 4096, 2048, 16, 6
 def candidates(tokens: int):
     from swiglu_check.kernels.w4a16.moe import MoeConfig
 
+    if tokens <= 16:  # few rows per expert: narrower programs (more of them) and deeper pipelines
+        sizes = ((16, 32), (32, 32), (16, 64), (32, 64), (64, 64), (64, 128))
+        return [MoeConfig(n1, n2, 16, 128, 4, stages, deq)
+                for (n1, n2), stages, deq in itertools.product(sizes, (3, 5), (3, 2))]
     sizes = ((32, 32), (64, 64), (128, 128), (64, 128), (128, 64))
-    block_ms = (16, 32) if tokens >= 64 else (16,)
     return [MoeConfig(n1, n2, bm, bk, w, 3, deq)
-            for (n1, n2), bm, bk, w, deq in itertools.product(sizes, block_ms, (128,), (4, 8), (3, 2))]
+            for (n1, n2), bm, bk, w, deq in itertools.product(sizes, (16, 32), (128,), (4, 8), (3, 2))]
 
 
 def _layer(fmt: str, tokens: int, seed: int = 0):

@@ -222,3 +222,97 @@ def test_gpu_layer_replays_in_a_cuda_graph() -> None:
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(out, eager)
+
+
+def test_gemm_choice_is_checked_and_auto_stays_off_the_cpu() -> None:
+    from swiglu_check.kernels.w4a16.moe import use_cuda_gemms
+
+    with pytest.raises(ValueError, match="gemm must be one of"):
+        use_cuda_gemms("cutlass", 1, torch.device("cpu"))
+    assert not use_cuda_gemms("auto", 1, torch.device("cpu"))
+    assert not use_cuda_gemms("triton", 1, torch.device("cuda"))
+    assert use_cuda_gemms("cuda", 64, torch.device("cuda"))
+    x, w13, w2, routing = make_layer("nvfp4", torch.float16)
+    with pytest.raises(ValueError, match="gemm must be one of"):
+        moe_w4a16(x, w13, w2, routing.weights, routing.ids, OpSpec(), limit=None, gemm="nope")
+
+
+ROUTED_OPS = [PRESETS["deepseek-v4"].with_limit(5.0), PRESETS["gpt-oss"], PRESETS["llama"]]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("tokens", [1, 2, 5])
+@pytest.mark.parametrize("op", ROUTED_OPS, ids=[f"{o.label}-L{o.limit}" for o in ROUTED_OPS])
+def test_gpu_routed_rows_layer_matches_exact(fmt: str, dtype: torch.dtype, tokens: int, op: OpSpec) -> None:
+    """The CUDA routed-rows path: within the fused path's bound of the exact layer, far from
+    the unclamped one, and equal in arithmetic to the Triton kernels (same roundings)."""
+    x, w13, w2, routing = make_layer(fmt, dtype, t=tokens, h=256, i=160, e=6, k=3,
+                                     x_scale=2 * op.limit if op.clamped else 1.0)
+    y = moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None), limit=op.limit, gemm="cuda")
+    exact = moe.exact(x, w13, w2, routing, op)
+    floor = rel(exact.to(dtype), exact)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert rel(y, exact) < 2.0 * floor
+    if op.clamped:
+        assert rel(y, moe.exact(x, w13, w2, routing, op, apply_clamp=False)) > 50 * floor
+    triton_y = moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None), limit=op.limit,
+                         gemm="triton")
+    # the two paths differ only in the order of fp32 sums, which flips a rounding of act or
+    # y by one ulp here and there: far below the floor's scale of error
+    assert rel(y, triton_y.double()) < 2.0 * floor
+
+
+@pytest.mark.gpu
+def test_gpu_routed_rows_unfused_rounds_h_like_the_recipe() -> None:
+    x, w13, w2, routing = make_layer("mxfp4", torch.float16, t=2, h=256, i=128, e=4, k=2, x_scale=20.0)
+    op = PRESETS["deepseek-v4"]
+    y = moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None), limit=op.limit, fused=False,
+                  gemm="cuda")
+    recipe = moe.recipe(x, w13, w2, routing, op)
+    exact = moe.exact(x, w13, w2, routing, op)
+    assert rel(y, exact) < 1.5 * rel(recipe, exact)
+
+
+@pytest.mark.gpu
+def test_gpu_auto_takes_the_routed_rows_for_decode_only() -> None:
+    from swiglu_check.kernels.w4a16.moe import CUDA_MAX_TOKENS, use_cuda_gemms
+
+    assert use_cuda_gemms("auto", 1, torch.device("cuda"))
+    assert use_cuda_gemms("auto", CUDA_MAX_TOKENS, torch.device("cuda"))
+    assert not use_cuda_gemms("auto", CUDA_MAX_TOKENS + 1, torch.device("cuda"))
+
+
+def cuda_dropped_limit(x, w13, w2, tw, ti, op, *, limit):
+    return moe_call(x, w13, w2, tw, ti, op, limit=None, gemm="cuda")
+
+
+def cuda_post_clamp(x, w13, w2, tw, ti, op, *, limit):
+    return moe_call(x, w13, w2, tw, ti, dataclasses.replace(op, clamp="post"), limit=limit, gemm="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_gpu_routed_rows_planted_bugs_fail_and_real_backend_passes(dtype: str) -> None:
+    settings = api.build_settings(limits="5", dtypes=dtype, device="cuda")
+    for name, call in (("dropped", cuda_dropped_limit), ("post", cuda_post_clamp)):
+        report = api.run([planted(name, call)], settings)
+        assert [r.verdict for r in report.results] == ["FAIL", "FAIL"], (name, [r.reasons for r in report.results])
+    dropped = api.run([planted("dropped", cuda_dropped_limit)], settings)
+    assert all(any("clamp not applied" in why for why in r.reasons) for r in dropped.results)
+    real = api.check(["moe-w4a16-cuda"], limits="5", dtypes=dtype, device="cuda")
+    assert [r.verdict for r in real.results] == ["PASS", "PASS"], [r.reasons for r in real.results]
+
+
+@pytest.mark.gpu
+def test_gpu_routed_rows_replay_in_a_cuda_graph() -> None:
+    x, w13, w2, routing = make_layer("nvfp4", torch.bfloat16, t=1, h=512, i=256, e=8, k=3)
+    op = PRESETS["deepseek-v4"]
+    eager = moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None), limit=op.limit, gemm="cuda")
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None), limit=op.limit, gemm="cuda")
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, eager)

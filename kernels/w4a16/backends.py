@@ -141,21 +141,38 @@ def torch_moe(x: torch.Tensor, w13: fp4.FP4Weight, w2: fp4.FP4Weight, topk_weigh
     return y.to(x.dtype)
 
 
-def moe_backend(name: str, description: str, call: Any) -> Backend:
+def moe_cuda_available() -> tuple[bool, str]:
+    """The CUDA routed-rows path needs Triton (activation and sum kernels) and the CUDA GEMM."""
+    for check in (triton_available, cuda_available):
+        ok, why = check()
+        if not ok:
+            return ok, why
+    return True, ""
+
+
+def moe_backend(name: str, description: str, gemm: str) -> Backend:
+    """A moe-w4a16 backend whose GEMMs run on `gemm` (moe.GEMMS: auto, triton or cuda)."""
+    def call(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return moe_call(*args, gemm=gemm, **kwargs)
+
+    cuda = gemm == "cuda"
     return Backend(
         name=name,
         kind="moe-w4a16",
         call=call,
         description=description,
         dtypes=ACT_DTYPES,
-        check_available=triton_available,
-        interpreted_on=("cpu",),
-        extra={"formats": fp4.FORMATS, "bench": True, "moe": moe_call},
+        devices=("cuda",) if cuda else ("cpu", "cuda"),
+        check_available=moe_cuda_available if cuda else triton_available,
+        interpreted_on=() if cuda else ("cpu",),
+        extra={"formats": fp4.FORMATS, "bench": True, "moe": call},
     )
 
 
-register(moe_backend("moe-w4a16", "Triton W4A16 MoE expert MLP, clamped activation fused into GEMM1's epilogue",
-                     moe_call))
+register(moe_backend("moe-w4a16", "W4A16 MoE expert MLP: Triton kernels, clamped activation fused into GEMM1's"
+                     " epilogue; at <= 2 tokens on a GPU the CUDA GEMM's routed rows", "auto"))
+register(moe_backend("moe-w4a16-cuda", "W4A16 MoE expert MLP on the CUDA GEMM's routed rows (one M = 1 GEMM per"
+                     " token and expert; made for decode), Triton activation and sum", "cuda"))
 
 register(Backend(
     name="torch-moe-w4a16",

@@ -40,7 +40,7 @@ X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a g
 STAGES = (4, 8)  # the ring depths the kernels are instantiated for
 PLANT_STAGES = 4  # planted bugs are instantiated for rows_per_warp 1 with this ring only
 
-__all__ = ["BuildError", "CudaGemmConfig", "availability", "cuda_w4a16_matmul", "pick_config"]
+__all__ = ["BuildError", "CudaGemmConfig", "availability", "cuda_w4a16_matmul", "pick_config", "routed_rows_matmul"]
 
 
 @dataclass(frozen=True)
@@ -111,13 +111,13 @@ def min_split_for_x(m: int, k: int) -> int:
     return split
 
 
-def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int) -> int:
+def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, batches: int = 1) -> int:
     """The largest power-of-two split of K (at most SPLIT_K_MAX, at least two 128-chunks
-    per split) that keeps the grid within `ctas_per_sm * sms` CTAs; at least the split
-    whose x slice fits the shared-memory budget."""
+    per split) that keeps the grid (`batches` GEMMs of M x N, e.g. routed rows) within
+    `ctas_per_sm * sms` CTAs; at least the split whose x slice fits the shared-memory budget."""
     if config.split_k:
         return config.split_k
-    tiles = output_tiles(m, n, config.rows_per_warp)
+    tiles = output_tiles(m, n, config.rows_per_warp) * batches
     chunks = -(-k // CHUNK)
     split = 1
     while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
@@ -220,7 +220,62 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
         counters = _counters(x.device, output_tiles(m, n, cfg.rows_per_warp))
     else:
         partials = counters = y  # unused by the kernel
+    none = _empty_int(x.device)
     torch.ops.swiglu_check_w4a16.gemm_(
         x, packed, scales, weight.global_scale.reshape(1).to(torch.float32), y, partials, counters,
-        FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, PLANTS[plant])
+        none, none.float(), FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, PLANTS[plant])
+    return y
+
+
+def _empty_int(device: torch.device) -> torch.Tensor:
+    return torch.empty(0, dtype=torch.int32, device=device)
+
+
+def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Tensor,
+                       row_weight: torch.Tensor | None = None, *, out: torch.Tensor | None = None,
+                       config: CudaGemmConfig | None = None) -> torch.Tensor:
+    """The MoE's expert GEMM at a few tokens: row r of the result (fp32, or `out`'s dtype:
+    fp32 or x's) is `x[r // (R // X)] @ dequant(weight[row_expert[r]])^T`, times
+    `row_weight[r]` if given.
+
+    `weight` holds E experts ([E, N, K]); x is [X, K] bf16/fp16 with R = len(row_expert)
+    a multiple of X (GEMM1: the token of each routed row; GEMM2: the routed rows' own
+    activations, X = R). One launch: every routed row is an M = 1 GEMM of its own (grid
+    z), so each expert's bytes are read once per row that routes to it: made for the
+    decode case, where a token's top-k experts are distinct."""
+    if not isinstance(weight, FP4Weight) or weight.packed.dim() != 3:
+        raise ValueError("weight must be an FP4Weight of [E, N, K] experts")
+    rows = row_expert.numel()
+    experts, n, k = weight.shape
+    if x.dim() != 2 or x.shape[1] != k or x.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"x must be [X, {k}] bf16/fp16, got {tuple(x.shape)} {x.dtype}")
+    if x.shape[1] % K_MULTIPLE:
+        raise ValueError(f"the CUDA W4A16 GEMM needs K a multiple of {K_MULTIPLE}, got {x.shape[1]}")
+    if x.device.type != "cuda" or weight.device != x.device or row_expert.device != x.device:
+        raise ValueError("x, the weight and row_expert must be on one CUDA device")
+    if out is not None and (out.shape != (rows, n) or out.dtype not in (torch.float32, x.dtype)):
+        raise ValueError(f"out must be [{rows}, {n}] fp32 or {x.dtype}, got {tuple(out.shape)} {out.dtype}")
+    EXTENSION.ensure_loaded()
+    y = torch.empty((rows, n), dtype=torch.float32, device=x.device) if out is None else out
+    if rows == 0 or n == 0:
+        return y
+    cfg = config or pick_config(1)
+    split = choose_split_k(1, n, k, cfg, _sm_count(x.device), batches=rows)
+    tiles = output_tiles(1, n, cfg.rows_per_warp)
+    if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
+        x = x.contiguous()
+    packed = weight.packed if weight.packed.is_contiguous() else weight.packed.contiguous()
+    scales = torch.stack([chunk_padded_scales(s, weight.format, k) for s in weight.scales]) \
+        if k % CHUNK else weight.scales.contiguous()
+    if split > 1:
+        partials = torch.empty(rows * split * n, dtype=torch.float32, device=x.device)
+        counters = _counters(x.device, rows * tiles)
+    else:
+        partials = counters = y
+    weights = _empty_int(x.device).float() if row_weight is None else \
+        row_weight.reshape(-1).to(torch.float32).contiguous()
+    torch.ops.swiglu_check_w4a16.gemm_(
+        x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).expand(experts).contiguous(), y,
+        partials, counters, row_expert.reshape(-1).to(torch.int32).contiguous(), weights,
+        FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, 0)
     return y

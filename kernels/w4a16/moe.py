@@ -55,8 +55,14 @@ class MoeConfig:
 
 INTERPRETER_CONFIG = MoeConfig(block_n1=64, block_n2=64, block_m=16, block_k=64, num_stages=1, deq=3)
 # (largest token count of the bucket, config); scripts/tune_moe_w4a16.py writes such a table.
-# Untuned: the GEMM's M <= 16 tiles (configs.py); the MoE kernels have not run on a GPU yet.
-GPU_TABLE: tuple[tuple[int, MoeConfig], ...] = ((1 << 30, MoeConfig()),)
+# Measured on the H100 (2026-11-22, session 4: the tuner's pick per bucket, bf16, both formats;
+# kernels/w4a16/NOTES.md). Against the untuned default the bench went from 3.11x to 3.51x
+# (NVFP4, T = 16) and 1.47x to 2.60x (T = 64) of the bf16 torch layer.
+GPU_TABLE: tuple[tuple[int, MoeConfig], ...] = (
+    (1, MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4, num_stages=5, deq=3)),
+    (16, MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4, num_stages=3, deq=3)),
+    (1 << 30, MoeConfig(block_n1=64, block_n2=64, block_m=32, block_k=128, num_warps=4, num_stages=3, deq=2)),
+)
 TABLE_ENV = "SWIGLU_CHECK_MOE_W4A16_TABLE"
 
 
@@ -309,9 +315,27 @@ def check_moe_args(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights:
             raise ValueError("every tensor must be on x's device")
 
 
+GEMMS = ("auto", "triton", "cuda")
+CUDA_MAX_TOKENS = 2  # `gemm="auto"` takes the CUDA routed-rows GEMMs up to this many tokens
+
+
+def use_cuda_gemms(gemm: str, tokens: int, device: torch.device) -> bool:
+    """Whether the layer runs its GEMMs on the CUDA routed-rows kernel (`gemm`: "cuda"
+    always, "triton" never, "auto" for a few tokens on a GPU where it builds)."""
+    if gemm not in GEMMS:
+        raise ValueError(f"gemm must be one of {GEMMS}, got {gemm!r}")
+    if gemm != "auto":
+        return gemm == "cuda"
+    if INTERPRETED or device.type != "cuda" or tokens > CUDA_MAX_TOKENS:
+        return False
+    from . import cuda_gemm
+
+    return cuda_gemm.availability()[0]
+
+
 def moe_w4a16(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torch.Tensor,
               topk_ids: torch.Tensor, op: OpSpec, *, limit: float | None, fused: bool = True,
-              config: MoeConfig | None = None) -> torch.Tensor:
+              config: MoeConfig | None = None, gemm: str = "auto") -> torch.Tensor:
     """The routed expert MLP `[T, H]` in x's dtype (see the module docstring)."""
     check_moe_args(x, w13, w2, topk_weights, topk_ids, op, limit)
     tokens, hidden = x.shape
@@ -322,6 +346,8 @@ def moe_w4a16(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torc
     y = torch.empty((tokens, hidden), dtype=x.dtype, device=x.device)
     if rows == 0:
         return y
+    if use_cuda_gemms(gemm, tokens, x.device):
+        return _moe_routed_rows(x, w13, w2, topk_weights, topk_ids, op, limit, fused, y)
     cfg = config or pick_config(tokens)
     block = w13.block
     if cfg.block_k % block:
@@ -360,5 +386,36 @@ def moe_w4a16(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torc
         per_row, rows, experts, hidden, inter, act.stride(0), w2.packed.stride(0), w2.packed.stride(1),
         w2.scales.stride(0), w2.scales.stride(1),
         BLOCK_N=cfg.block_n2, EVEN_K=inter % cfg.block_k == 0, **common)
+    _sum_kernel[(tokens, triton.cdiv(hidden, 1024))](per_row, y, hidden, TOPK=top_k, BLOCK=1024)
+    return y
+
+
+def _moe_routed_rows(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torch.Tensor,
+                     topk_ids: torch.Tensor, op: OpSpec, limit: float | None, fused: bool,
+                     y: torch.Tensor) -> torch.Tensor:
+    """The layer on the CUDA GEMM's routed rows (cuda_gemm.routed_rows_matmul), for decode:
+    GEMM1 gives each (token, slot) row's h = x @ W13[e]^T in fp32 (x's dtype when not
+    `fused`: the rounding of an unfused engine), `_act_kernel` the gated activation in fp32
+    rounded once to x's dtype, GEMM2 each row's fp32 act @ W2[e]^T times its router weight,
+    `_sum_kernel` a token's rows in slot order. The same arithmetic as the Triton kernels."""
+    from . import cuda_gemm
+
+    tokens, hidden = x.shape
+    inter = w13.shape[1] // 2
+    top_k = topk_ids.shape[1]
+    rows = tokens * top_k
+    bm = 16  # `_act_kernel` works in tiles of 16 rows: h and act get whole tiles
+    padded = triton.cdiv(rows, bm) * bm
+    ids = topk_ids.reshape(-1).to(torch.int32).contiguous()
+    h = torch.empty((padded, 2 * inter), dtype=torch.float32 if fused else x.dtype, device=x.device)
+    cuda_gemm.routed_rows_matmul(x.contiguous(), w13, ids, out=h[:rows])
+    act = torch.empty((padded, inter), dtype=x.dtype, device=x.device)
+    tile_expert = torch.zeros(padded // bm, dtype=torch.int32, device=x.device)  # every tile live (E = 1)
+    _act_kernel[(triton.cdiv(inter, 128), padded // bm)](
+        h, act, tile_expert, 1, inter, h.stride(0), act.stride(0),
+        0.0 if limit is None else float(limit), float(op.alpha), float(op.beta), BLOCK_M=bm, BLOCK_N=128,
+        LAYOUT=LAYOUTS[op.layout], ACTIVATION=ACTIVATIONS[op.activation], HAS_LIMIT=limit is not None,
+        POST=op.clamp == "post")
+    per_row = cuda_gemm.routed_rows_matmul(act[:rows], w2, ids, topk_weights.reshape(-1))
     _sum_kernel[(tokens, triton.cdiv(hidden, 1024))](per_row, y, hidden, TOPK=top_k, BLOCK=1024)
     return y

@@ -14,7 +14,7 @@ if [ "${MOE_TUNE:-0}" = "1" ]; then
 fi
 python3 -m pytest -q -m gpu tests/test_w4a16_moe.py 2>&1 | tail -n 8 | tee -a "$SUMMARY"
 [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
-swiglu-check run --backend moe-w4a16,torch-moe-w4a16 --sweep dsv4-flash \
+swiglu-check run --backend moe-w4a16,moe-w4a16-cuda,torch-moe-w4a16 --sweep dsv4-flash \
   --format json --output "$OUT/moe-sweep.json" || rc=1
 python3 - "$OUT/moe-sweep.json" <<'PY' | tee -a "$SUMMARY"
 import json, sys
@@ -32,7 +32,7 @@ for r in d["results"]:
     for reason in r["reasons"]:
         print("        ", reason)
 PY
-swiglu-check bench --backend moe-w4a16 --dtype bf16 --output "$OUT/moe-bench.json" || rc=1
+swiglu-check bench --backend moe-w4a16,moe-w4a16-cuda --dtype bf16 --output "$OUT/moe-bench.json" || rc=1
 python3 - "$OUT/moe-bench.json" <<'PY' | tee -a "$SUMMARY"
 import json, sys
 d = json.load(open(sys.argv[1]))

@@ -1,8 +1,15 @@
 // Torch operator over the W4A16 GEMM kernels (namespace swiglu_check_w4a16):
 //
 //   gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y,
-//         Tensor partials, Tensor counters, int format, int rows_per_warp, int stages,
-//         int split_k, int plant) -> ()
+//         Tensor partials, Tensor counters, Tensor row_expert, Tensor row_weight, int format,
+//         int rows_per_warp, int stages, int split_k, int plant) -> ()
+//
+// Routed rows (the MoE's expert GEMMs at a few tokens): with a non-empty int32
+// `row_expert` [R], packed is [E, N, K/2], scales [E, N, ...], global_scale [E], x [X, K]
+// with R a multiple of X (routed row r reads x row r / (R / X)), y [R, N]; row r is
+// x[r / (R / X)] @ dequant(W[row_expert[r]])^T, times row_weight[r] when that fp32 [R]
+// tensor is non-empty. partials and counters then hold R times as much. Without it, the
+// plain GEMM below. y may be fp32 in both modes.
 //
 // x [M, K] bf16/fp16 (rows contiguous, 16-byte aligned), packed uint8 [N, K/2], scales
 // uint8 [N, K/block padded to whole 128-element chunks] (format 0: NVFP4, e4m3 per 16; 1:
@@ -43,47 +50,84 @@ bool aligned(const at::Tensor& t, int64_t bytes) {
 }
 
 void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& global_scale,
-          at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, int64_t format,
-          int64_t rows_per_warp, int64_t stages, int64_t split_k, int64_t plant) {
+          at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, const at::Tensor& row_expert,
+          const at::Tensor& row_weight, int64_t format, int64_t rows_per_warp, int64_t stages, int64_t split_k,
+          int64_t plant) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
   require(stages == 4 || stages == 8, "stages must be 4 or 8, got " + std::to_string(stages));
   require(plant == 0 || (rows_per_warp == 1 && stages == 4), "planted bugs exist for rows_per_warp 1 and 4 stages only");
   require(x.is_cuda(), "x must be a CUDA tensor");
-  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials, &counters}) {
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials,
+                                                                      &counters, &row_expert, &row_weight}) {
     require(t->device() == x.device(), "every tensor must be on x's device");
   }
   require(x.dim() == 2, "x must be [M, K], got " + shape_text(x));
   require(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf, "x must be bf16 or fp16");
-  const int64_t m = x.size(0), k = x.size(1), n = packed.size(0);
+  const bool routed = row_expert.numel() > 0;
+  const int64_t routed_rows = routed ? row_expert.numel() : 0;
+  const int64_t experts = routed ? packed.size(0) : 1;
+  // per routed row one token; else x's rows
+  const int64_t m = routed ? 1 : x.size(0), k = x.size(1);
+  if (routed) {
+    require(row_expert.scalar_type() == at::kInt && row_expert.dim() == 1 && row_expert.is_contiguous(),
+            "row_expert must be contiguous int32 [R]");
+    require(routed_rows <= 65535, "at most 65535 routed rows per call");
+    require(x.size(0) > 0 && routed_rows % x.size(0) == 0,
+            "routed rows (" + std::to_string(routed_rows) + ") must be a multiple of x's rows (" +
+                std::to_string(x.size(0)) + ")");
+    require(packed.dim() == 3 && scales.dim() == 3 && experts > 0 && scales.size(0) == experts &&
+                global_scale.numel() == experts,
+            "routed rows need packed [E, N, K/2], scales [E, N, ...] and global_scale [E], got packed " +
+                shape_text(packed) + ", scales " + shape_text(scales));
+    require(row_weight.numel() == 0 || (row_weight.scalar_type() == at::kFloat && row_weight.numel() == routed_rows &&
+                                        row_weight.is_contiguous()),
+            "row_weight must be empty or contiguous fp32 [R]");
+  } else {
+    require(row_weight.numel() == 0, "row_weight needs row_expert");
+  }
+  const at::Tensor packed2 = routed ? packed.select(0, 0) : packed;  // one expert's [N, K/2] (its checks)
+  const at::Tensor scales2 = routed ? scales.select(0, 0) : scales;
+  const int64_t n = packed2.size(0);
   const int64_t block = format == 0 ? 16 : 32;
   require(k % 32 == 0, "K must be a multiple of 32, got " + std::to_string(k));
   require(x.stride(1) == 1 && x.stride(0) % 8 == 0 && aligned(x, 16),
           "x rows must be contiguous and 16-byte aligned");
-  require(packed.scalar_type() == at::kByte && packed.dim() == 2 && packed.size(1) * 2 == k,
-          "packed must be uint8 [N, K/2], got " + shape_text(packed));
-  require(packed.stride(1) == 1 && packed.stride(0) % 16 == 0 && aligned(packed, 16),
+  require(packed2.scalar_type() == at::kByte && packed2.dim() == 2 && packed2.size(1) * 2 == k,
+          "packed must be uint8 [N, K/2], got " + shape_text(packed2));
+  require(packed2.stride(1) == 1 && packed2.stride(0) % 16 == 0 && aligned(packed2, 16),
           "packed rows must be contiguous and 16-byte aligned");
   const int64_t chunks = (k + kChunk - 1) / kChunk;
   const int64_t chunk_scales = chunk_scale_bytes(static_cast<int>(format));
-  require(scales.scalar_type() == at::kByte && scales.dim() == 2 && scales.size(0) == n &&
-              scales.size(1) == chunks * chunk_scales,
+  require(scales2.scalar_type() == at::kByte && scales2.dim() == 2 && scales2.size(0) == n &&
+              scales2.size(1) == chunks * chunk_scales,
           "scales must be uint8 [N, " + std::to_string(chunks * chunk_scales) + "] (K/" + std::to_string(block) +
-              " block scales per row, padded to whole 128-element chunks), got " + shape_text(scales));
-  require(scales.stride(1) == 1 && scales.stride(0) % chunk_scales == 0 && aligned(scales, chunk_scales),
+              " block scales per row, padded to whole 128-element chunks), got " + shape_text(scales2));
+  require(scales2.stride(1) == 1 && scales2.stride(0) % chunk_scales == 0 && aligned(scales2, chunk_scales),
           "scales rows must be contiguous and " + std::to_string(chunk_scales) + "-byte aligned");
-  require(global_scale.scalar_type() == at::kFloat && global_scale.numel() == 1, "global_scale must be one fp32");
-  require(y.scalar_type() == x.scalar_type() && y.dim() == 2 && y.size(0) == m && y.size(1) == n && y.stride(1) == 1,
-          "y must be [M, N] of x's dtype with contiguous rows, got " + shape_text(y));
+  require(global_scale.scalar_type() == at::kFloat && global_scale.is_contiguous() && global_scale.numel() == experts,
+          routed ? "global_scale must be fp32 [E]" : "global_scale must be one fp32");
+  if (routed) {
+    require(packed.stride(0) % 16 == 0 && scales.stride(0) % chunk_scales == 0,
+            "the experts' packed and scales matrices must start 16- and " + std::to_string(chunk_scales) +
+                "-byte aligned");
+  }
+  const int64_t y_rows = routed ? routed_rows : m;
+  require((y.scalar_type() == x.scalar_type() || y.scalar_type() == at::kFloat) && y.dim() == 2 &&
+              y.size(0) == y_rows && y.size(1) == n && y.stride(1) == 1,
+          "y must be [" + std::string(routed ? "R" : "M") + ", N] of x's dtype or fp32 with contiguous rows, got " +
+              shape_text(y));
   require(split_k >= 1, "split_k must be at least 1");
   const int mt = token_tiles(static_cast<int>(m));
   const int64_t rows_per_cta = kWarps * 16 * rows_per_warp;
   const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * ((m + 8 * mt - 1) / (8 * mt));
   if (split_k > 1) {
-    require(partials.scalar_type() == at::kFloat && partials.is_contiguous() && partials.numel() >= split_k * m * n,
-            "partials must be contiguous fp32 of at least split_k * M * N elements");
-    require(counters.scalar_type() == at::kInt && counters.is_contiguous() && counters.numel() >= tiles,
-            "counters must be contiguous int32, one per output tile (" + std::to_string(tiles) + ")");
+    const int64_t batches = routed ? routed_rows : 1;
+    require(partials.scalar_type() == at::kFloat && partials.is_contiguous() &&
+                partials.numel() >= batches * split_k * m * n,
+            "partials must be contiguous fp32 of at least split_k * M * N elements (per routed row)");
+    require(counters.scalar_type() == at::kInt && counters.is_contiguous() && counters.numel() >= batches * tiles,
+            "counters must be contiguous int32, one per output tile (" + std::to_string(batches * tiles) + ")");
   }
   if (m == 0 || n == 0) return;
   c10::cuda::CUDAGuard guard(x.device());
@@ -91,6 +135,16 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.x = x.data_ptr();
   p.packed = packed.data_ptr<uint8_t>();
   p.scales = scales.data_ptr<uint8_t>();
+  p.y_fp32 = y.scalar_type() == at::kFloat;
+  if (routed) {
+    p.row_expert = row_expert.data_ptr<int>();
+    p.row_weight = row_weight.numel() ? row_weight.data_ptr<float>() : nullptr;
+    p.routed_rows = static_cast<int>(routed_rows);
+    p.experts = static_cast<int>(experts);
+    p.x_div = static_cast<int>(routed_rows / x.size(0));
+    p.expert_packed_stride = packed.stride(0);
+    p.expert_scale_stride = scales.stride(0);
+  }
   p.global_scale = global_scale.data_ptr<float>();
   p.y = y.data_ptr();
   p.partials = split_k > 1 ? partials.data_ptr<float>() : nullptr;
@@ -99,8 +153,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.N = static_cast<int>(n);
   p.K = static_cast<int>(k);
   p.x_stride = x.stride(0);
-  p.packed_stride = packed.stride(0);
-  p.scale_stride = scales.stride(0);
+  p.packed_stride = packed2.stride(0);
+  p.scale_stride = scales2.stride(0);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
   const int shared = gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp), static_cast<int>(stages));
@@ -126,7 +180,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
 TORCH_LIBRARY_FRAGMENT(swiglu_check_w4a16, m) {
   m.def(
       "gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y, Tensor partials, "
-      "Tensor counters, int format, int rows_per_warp, int stages, int split_k, int plant) -> ()");
+      "Tensor counters, Tensor row_expert, Tensor row_weight, int format, int rows_per_warp, int stages, int split_k, "
+      "int plant) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(swiglu_check_w4a16, CUDA, m) { m.impl("gemm_", &swiglu_check::w4a16::gemm); }

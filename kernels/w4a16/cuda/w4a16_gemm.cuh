@@ -238,7 +238,24 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
 }
 
 template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
-__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams p) {
+__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams params) {
+  GemmParams p = params;
+  float row_weight = 1.0f;  // multiplies the result (exact when 1)
+  if (p.row_expert != nullptr) {  // routed row blockIdx.z (GemmParams): its expert's matrix, x row and y row
+    const int r = blockIdx.z;
+    const int e = min(max(__ldg(p.row_expert + r), 0), p.experts - 1);  // ids outside [0, E) must not read outside
+    p.packed += e * p.expert_packed_stride;
+    p.scales += e * p.expert_scale_stride;
+    p.global_scale += e;
+    p.x = static_cast<const T*>(p.x) + static_cast<int64_t>(r / p.x_div) * p.x_stride;
+    p.y = p.y_fp32 ? static_cast<void*>(static_cast<float*>(p.y) + r * p.y_stride)
+                   : static_cast<void*>(static_cast<T*>(p.y) + r * p.y_stride);
+    if (p.split_k > 1) {
+      p.partials += static_cast<int64_t>(r) * p.split_k * p.N;
+      p.counters += static_cast<int64_t>(r) * gridDim.x;
+    }
+    if (p.row_weight != nullptr) row_weight = __ldg(p.row_weight + r);
+  }
   constexpr int kScaleBytes = chunk_scale_bytes(FORMAT);  // per row and chunk
   constexpr int kScalesPerLane = kScaleBytes / 4;  // blocks covered by a lane's 32 elements of a chunk
   constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);
@@ -438,6 +455,11 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   wait_async<0>();  // no copy may be in flight when the CTA exits
 
   const float gs = __ldg(p.global_scale) * Scales<T, FORMAT>::kResultFactor;
+  auto store_y = [&](int64_t index, float v) {
+    v *= row_weight;
+    if (p.y_fp32) static_cast<float*>(p.y)[index] = v;
+    else Act<T>::store(p.y, index, v);
+  };
   // accumulator element i of tile (r, j): row g + 8 * (i / 2), token 2c + i % 2
   if (p.split_k == 1) {
 #pragma unroll
@@ -448,7 +470,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
         for (int i = 0; i < 4; ++i) {
           const int row = row0 + r * 16 + g + 8 * (i / 2);
           const int token = token0 + 8 * j + 2 * c + (i % 2);
-          if (row < p.N && token < p.M) Act<T>::store(p.y, token * p.y_stride + row, acc[r][j][i] * gs);
+          if (row < p.N && token < p.M) store_y(token * p.y_stride + row, acc[r][j][i] * gs);
         }
     return;
   }
@@ -471,7 +493,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // so the partials of all splits are visible to the whole CTA after the next barrier.
   __syncthreads();
   __shared__ int is_last;
-  const int tile = blockIdx.x;
+  const int tile = blockIdx.x;  // (counters of a routed row start at its own offset)
   if (threadIdx.x == 0) {
     __threadfence();
     is_last = atomicAdd(p.counters + tile, 1) == p.split_k - 1;
@@ -491,7 +513,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
           const float* at = p.partials + static_cast<int64_t>(token) * p.N + row;
           float total = __ldcg(at);
           for (int s = 1; s < p.split_k; ++s) total += __ldcg(at + s * plane);
-          Act<T>::store(p.y, token * p.y_stride + row, total * gs);
+          store_y(token * p.y_stride + row, total * gs);
         }
       }
   if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next call
@@ -549,7 +571,8 @@ cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, in
   const int mt = token_tiles(p.M);
   const int rows_per_cta = kWarps * 16 * rows_per_warp;
   const int groups = (p.M + 8 * mt - 1) / (8 * mt);
-  const dim3 grid(((p.N + rows_per_cta - 1) / rows_per_cta) * groups, p.split_k, 1);
+  const int batch = p.row_expert != nullptr ? p.routed_rows : 1;
+  const dim3 grid(((p.N + rows_per_cta - 1) / rows_per_cta) * groups, p.split_k, batch);
   if (rows_per_warp == 1) {
     return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, plant, grid, stream)
                    : launch_stages<T, FORMAT, 2, 1>(p, stages, plant, grid, stream);

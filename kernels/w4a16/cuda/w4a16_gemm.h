@@ -23,6 +23,15 @@ struct GemmParams {
   int M, N, K;
   int64_t x_stride, packed_stride, scale_stride, y_stride;
   int split_k;
+  int y_fp32;                 // y is fp32 (else x's dtype)
+  // Routed rows (the MoE's expert GEMMs at a few tokens): when row_expert is set, grid z
+  // runs the routed rows r, one token each (M = 1): expert row_expert[r]'s weights (packed
+  // and scales advance by the expert strides, global_scale by one), x row r / x_div, y row
+  // r, partials and counters of their own; row_weight (optional) multiplies row r's result.
+  const int* row_expert;
+  const float* row_weight;
+  int routed_rows, experts, x_div;
+  int64_t expert_packed_stride, expert_scale_stride;
 };
 
 // 8-token tiles per CTA for M tokens (more than 16 tokens: several token groups of 16)
