@@ -13,6 +13,7 @@ memory time is set by its access pattern.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
 SOURCE = r"""
@@ -92,6 +93,8 @@ def main() -> int:
     import torch
     from torch.utils.cpp_extension import load_inline
 
+    from swiglu_check import bench
+
     if not torch.cuda.is_available():
         print("weight_stream_bench: needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -101,23 +104,15 @@ def main() -> int:
         extra_cuda_cflags=["-O3", "-arch=sm_90"], verbose=False)
     out = torch.zeros(1, dtype=torch.int32, device="cuda")
 
-    def timed(fn, sets: int, reps: int = 48) -> float:
-        """Mean us per call; call i uses input set i % sets (sets exceed the 50 MB L2)."""
-        for i in range(sets):
-            fn(i)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for i in range(reps):
-            fn(i % sets)
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) * 1e3 / reps
+    def timed(fn, sets: int) -> float:
+        """Median us per call (CUDA events; call i uses input set i % sets)."""
+        return statistics.median(bench.time_call(fn, sets)) * 1e3
 
     print(f"device {torch.cuda.get_device_name()}")
     print(f"{'K x N':>12} {'split':>5} {'run B':>6} {'L2 fetch':>9} {'us':>7} {'GB/s':>7} {'% copy':>7}")
     for shape in args.shapes.split(","):
         k, n = (int(v) for v in shape.split("x"))
-        sets = max(2, -(-(256 << 20) // (n * k // 2)))  # 256 MB of weights, rotated
+        sets = bench.rotation_sets(n * k // 2)  # rotated past the L2, as in `bench`
         ws = [torch.randint(0, 255, (n, k // 2), dtype=torch.uint8, device="cuda") for _ in range(sets)]
         w = ws[0]
         dst = torch.empty_like(w)
