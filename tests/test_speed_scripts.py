@@ -198,3 +198,23 @@ def test_candidate_lists_build_without_a_gpu() -> None:
     assert gated[0].name.startswith("triton default") and any(c.reference for c in gated)
     assert all(c.mine for c in gated if not c.reference)
     assert len(triton_tune.fp8_candidates(1024, 2048)) == len(triton_tune.FP8_CONFIGS) + 1
+
+
+def test_ncu_stalls_totals_reasons_and_ranks_instructions(tmp_path) -> None:
+    header = ["Address", "Source", "Warp Stall Sampling (All Samples)", "Instructions Executed",
+              "stall_long_sb", "stall_wait", "stall_long_sb (Not Issued)"]
+    rows = [["0x0", "  LDS R1, [R2]", "3", "8", "1", "2", "1"],
+            ["0x10", "  PRMT R3, R1, 0x7170, RZ", "40", "8", "39", "1", "39"],
+            ["0x20", "  EXIT", "0", "8", "0", "0", "0"]]
+    path = tmp_path / "sass.csv"
+    path.write_text('"Kernel Name","k"\n' + "\n".join(",".join(f'"{v}"' for v in r) for r in [header, *rows]) + "\n")
+    done = _run("scripts/ncu_stalls.py", str(path), "--top", "2")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "43 samples over 3 instructions"  # "Not Issued" columns are not counted twice
+    assert lines[1].split()[:2] == ["long_sb", "40"] and lines[2].split()[:2] == ["wait", "3"]
+    listed = lines[[line.split()[:1] for line in lines].index(["#"]) + 1:]
+    assert [line.split()[:2] for line in listed] == [["1", "40"], ["0", "3"]]  # most samples first, top 2
+    assert "PRMT" in listed[0] and "long_sb:39" in listed[0]
+    bad = _run("scripts/ncu_stalls.py", str(ROOT / "README.md"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
