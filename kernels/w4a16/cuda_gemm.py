@@ -80,17 +80,18 @@ def chunk_scale_bytes(fmt: str) -> int:
 
 
 def chunk_padded_scales(scales: torch.Tensor, fmt: str, k: int) -> torch.Tensor:
-    """The block scales as the kernel copies them: every row whole chunks long (zero bytes
-    after K's last block; the weights there are zero-filled too), rows contiguous and
-    aligned to a chunk's scale bytes. A view of `scales` when K % 128 == 0 and it is
-    contiguous and aligned, else a padded copy (K % 128 != 0 costs one per call)."""
+    """The block scales (`[..., N, K/block]`, any leading expert dims) as the kernel copies
+    them: every row whole chunks long (zero bytes after K's last block; the weights there
+    are zero-filled too), rows contiguous and aligned to a chunk's scale bytes. `scales`
+    itself when K % 128 == 0 and its rows are contiguous and aligned, else a padded copy
+    (K % 128 != 0 costs one per call)."""
     per_chunk = chunk_scale_bytes(fmt)
     width = -(-k // CHUNK) * per_chunk
-    if (scales.shape[1] == width and scales.stride(1) == 1 and scales.stride(0) % per_chunk == 0
-            and scales.data_ptr() % per_chunk == 0):
+    if (scales.shape[-1] == width and scales.stride(-1) == 1 and scales.data_ptr() % per_chunk == 0
+            and all(stride % per_chunk == 0 for stride in scales.stride()[:-1])):
         return scales
-    padded = torch.zeros((scales.shape[0], width), dtype=scales.dtype, device=scales.device)
-    padded[:, :scales.shape[1]] = scales
+    padded = torch.zeros((*scales.shape[:-1], width), dtype=scales.dtype, device=scales.device)
+    padded[..., :scales.shape[-1]] = scales
     return padded
 
 
@@ -209,26 +210,36 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     if plant is not None:  # plants: R = 1 and one ring depth only
         cfg = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=cfg.ctas_per_sm, split_k=cfg.split_k, stages=PLANT_STAGES)
     split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
-    if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
-        x = x.contiguous()
-    packed, scales = weight.packed, weight.scales
-    if packed.stride(1) != 1 or packed.stride(0) % 16 or packed.data_ptr() % 16:
-        packed = packed.contiguous()
-    scales = chunk_padded_scales(scales, weight.format, k)
-    if split > 1:
-        partials = torch.empty(split * m * n, dtype=torch.float32, device=x.device)
-        counters = _counters(x.device, output_tiles(m, n, cfg.rows_per_warp))
-    else:
-        partials = counters = y  # unused by the kernel
-    none = _empty_int(x.device)
-    torch.ops.swiglu_check_w4a16.gemm_(
-        x, packed, scales, weight.global_scale.reshape(1).to(torch.float32), y, partials, counters,
-        none, none.float(), FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, PLANTS[plant])
+    _launch(x, weight, y, m, cfg, split, _empty_int(x.device), None, PLANTS[plant])
     return y
 
 
 def _empty_int(device: torch.device) -> torch.Tensor:
     return torch.empty(0, dtype=torch.int32, device=device)
+
+
+def _launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, m: int, cfg: CudaGemmConfig, split: int,
+            row_expert: torch.Tensor, row_weight: torch.Tensor | None, plant: int) -> None:
+    """The kernel on `y`: operands made contiguous and aligned where they are not, split-K
+    buffers per GEMM (one GEMM of M tokens, or one per routed row in `row_expert`)."""
+    k, n = x.shape[1], weight.shape[-2]
+    batches = max(row_expert.numel(), 1)
+    if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
+        x = x.contiguous()
+    packed = weight.packed
+    if packed.stride(-1) != 1 or packed.data_ptr() % 16 or any(stride % 16 for stride in packed.stride()[:-1]):
+        packed = packed.contiguous()
+    scales = chunk_padded_scales(weight.scales, weight.format, k)
+    if split > 1:
+        partials = torch.empty(batches * split * m * n, dtype=torch.float32, device=x.device)
+        counters = _counters(x.device, batches * output_tiles(m, n, cfg.rows_per_warp))
+    else:
+        partials = counters = y  # unused by the kernel
+    weights = _empty_int(x.device).float() if row_weight is None else \
+        row_weight.reshape(-1).to(torch.float32).contiguous()
+    torch.ops.swiglu_check_w4a16.gemm_(
+        x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).contiguous(), y, partials, counters,
+        row_expert, weights, FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, plant)
 
 
 def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Tensor,
@@ -246,7 +257,7 @@ def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Ten
     if not isinstance(weight, FP4Weight) or weight.packed.dim() != 3:
         raise ValueError("weight must be an FP4Weight of [E, N, K] experts")
     rows = row_expert.numel()
-    experts, n, k = weight.shape
+    _, n, k = weight.shape
     if x.dim() != 2 or x.shape[1] != k or x.dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"x must be [X, {k}] bf16/fp16, got {tuple(x.shape)} {x.dtype}")
     if x.shape[1] % K_MULTIPLE:
@@ -261,21 +272,5 @@ def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Ten
         return y
     cfg = config or pick_config(1)
     split = choose_split_k(1, n, k, cfg, _sm_count(x.device), batches=rows)
-    tiles = output_tiles(1, n, cfg.rows_per_warp)
-    if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
-        x = x.contiguous()
-    packed = weight.packed if weight.packed.is_contiguous() else weight.packed.contiguous()
-    scales = torch.stack([chunk_padded_scales(s, weight.format, k) for s in weight.scales]) \
-        if k % CHUNK else weight.scales.contiguous()
-    if split > 1:
-        partials = torch.empty(rows * split * n, dtype=torch.float32, device=x.device)
-        counters = _counters(x.device, rows * tiles)
-    else:
-        partials = counters = y
-    weights = _empty_int(x.device).float() if row_weight is None else \
-        row_weight.reshape(-1).to(torch.float32).contiguous()
-    torch.ops.swiglu_check_w4a16.gemm_(
-        x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).expand(experts).contiguous(), y,
-        partials, counters, row_expert.reshape(-1).to(torch.int32).contiguous(), weights,
-        FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, 0)
+    _launch(x, weight, y, 1, cfg, split, row_expert.reshape(-1).to(torch.int32).contiguous(), row_weight, 0)
     return y

@@ -291,6 +291,22 @@ def _sum_kernel(rows_ptr, y_ptr, H, TOPK: tl.constexpr, BLOCK: tl.constexpr):
     tl.store(y_ptr + token.to(tl.int64) * H + offs, total.to(y_ptr.dtype.element_ty), mask=mask)
 
 
+def _activation_args(op: OpSpec, limit: float | None) -> tuple[dict, dict]:
+    """(runtime scalars, compile-time flags) of the gated activation for the kernels."""
+    spec = dict(limit=0.0 if limit is None else float(limit), alpha=float(op.alpha), beta=float(op.beta))
+    flags = dict(ACTIVATION=ACTIVATIONS[op.activation], HAS_LIMIT=limit is not None, POST=op.clamp == "post")
+    return spec, flags
+
+
+def _launch_act(h: torch.Tensor, act: torch.Tensor, tile_expert: torch.Tensor, experts: int, block_m: int,
+                op: OpSpec, limit: float | None) -> None:
+    """`_act_kernel` over every tile of `tile_expert` (h and act hold whole tiles of rows)."""
+    spec, flags = _activation_args(op, limit)
+    _act_kernel[(triton.cdiv(act.shape[1], 128), tile_expert.numel())](
+        h, act, tile_expert, experts, act.shape[1], h.stride(0), act.stride(0), spec["limit"], spec["alpha"],
+        spec["beta"], BLOCK_M=block_m, BLOCK_N=128, LAYOUT=LAYOUTS[op.layout], **flags)
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
@@ -362,8 +378,7 @@ def moe_w4a16(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torc
     _align_kernel[(1,)](ids, sorted_rows, tile_expert, rows, experts, p_max, t_max,
                         E_P2=_next_pow2(max(experts, 2)), BLOCK_M=bm, BR=_ALIGN_ROWS)
     x = x.contiguous()
-    spec = dict(limit=0.0 if limit is None else float(limit), alpha=float(op.alpha), beta=float(op.beta))
-    flags = dict(ACTIVATION=ACTIVATIONS[op.activation], HAS_LIMIT=limit is not None, POST=op.clamp == "post")
+    spec, flags = _activation_args(op, limit)
     common = dict(FORMAT=FORMAT_IDS[w13.format], GROUP=block, BLOCK_M=bm, BLOCK_K=cfg.block_k, DEQ=cfg.deq,
                   DOT_FP32=INTERPRETED and x.dtype == torch.bfloat16, ASM=not INTERPRETED, PLANT=0,
                   num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -377,9 +392,7 @@ def moe_w4a16(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torc
         TOPK=top_k, BLOCK_N=cfg.block_n1, LAYOUT=LAYOUTS[op.layout], FUSED=fused,
         EVEN_K=hidden % cfg.block_k == 0, **flags, **common)
     if not fused:
-        _act_kernel[(triton.cdiv(inter, 128), t_max)](
-            gemm1_out, act, tile_expert, experts, inter, gemm1_out.stride(0), act.stride(0),
-            spec["limit"], spec["alpha"], spec["beta"], BLOCK_M=bm, BLOCK_N=128, LAYOUT=LAYOUTS[op.layout], **flags)
+        _launch_act(gemm1_out, act, tile_expert, experts, bm, op, limit)
     per_row = torch.empty((rows, hidden), dtype=torch.float32, device=device)
     _gemm2_kernel[(triton.cdiv(hidden, cfg.block_n2), t_max)](
         act, w2.packed, w2.scales, w2.global_scale, sorted_rows, tile_expert, topk_weights.reshape(-1).contiguous(),
@@ -411,11 +424,7 @@ def _moe_routed_rows(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weight
     cuda_gemm.routed_rows_matmul(x.contiguous(), w13, ids, out=h[:rows])
     act = torch.empty((padded, inter), dtype=x.dtype, device=x.device)
     tile_expert = torch.zeros(padded // bm, dtype=torch.int32, device=x.device)  # every tile live (E = 1)
-    _act_kernel[(triton.cdiv(inter, 128), padded // bm)](
-        h, act, tile_expert, 1, inter, h.stride(0), act.stride(0),
-        0.0 if limit is None else float(limit), float(op.alpha), float(op.beta), BLOCK_M=bm, BLOCK_N=128,
-        LAYOUT=LAYOUTS[op.layout], ACTIVATION=ACTIVATIONS[op.activation], HAS_LIMIT=limit is not None,
-        POST=op.clamp == "post")
+    _launch_act(h, act, tile_expert, 1, bm, op, limit)
     per_row = cuda_gemm.routed_rows_matmul(act[:rows], w2, ids, topk_weights.reshape(-1))
     _sum_kernel[(tokens, triton.cdiv(hidden, 1024))](per_row, y, hidden, TOPK=top_k, BLOCK=1024)
     return y
