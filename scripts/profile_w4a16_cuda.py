@@ -2,9 +2,10 @@
 """Run the CUDA W4A16 GEMM on one shape and config a few times, for a profiler (ncu).
 
     ncu --clock-control none -k regex:gemm_kernel --launch-skip 2 --launch-count 1 \\
-        python3 scripts/profile_w4a16_cuda.py 1x4096x14336 --config r1c4p4
+        python3 scripts/profile_w4a16_cuda.py 1x4096x14336 --config r1k4c4p4
 
-`--config rRcCpP`: rows per warp R, CTAs per SM C (split-K aim), ring stages P.
+`--config rRkWcCpP`: rows per warp R, warps along K W (kW may be left out: 1), CTAs per
+SM C (split-K aim), ring stages P. `--plant no-math` profiles the diagnostic variant.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shape", help="MxKxN")
-    parser.add_argument("--config", default="r1c4p4")
+    parser.add_argument("--config", default="r1k1c4p4")
     parser.add_argument("--format", default="nvfp4", choices=("nvfp4", "mxfp4"))
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--plant", default=None, help="a planted variant of the kernel (cuda_gemm.PLANTS)")
@@ -31,10 +32,14 @@ def main() -> int:
     from swiglu_check.kinds.linear_w4a16 import random_fp4_weight
 
     m, k, n = (int(v) for v in args.shape.split("x"))
-    match = re.fullmatch(r"r(\d)c(\d+)p(\d)", args.config)
+    match = re.fullmatch(r"r(\d)(?:k(\d))?c(\d+)p(\d)", args.config)
     if not match:
-        parser.error(f"--config: expected rRcCpP, got {args.config!r}")
-    cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=int(match[1]), ctas_per_sm=int(match[2]), stages=int(match[3]))
+        parser.error(f"--config: expected rRkWcCpP, got {args.config!r}")
+    try:
+        cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=int(match[1]), k_warps=int(match[2] or 1),
+                                       ctas_per_sm=int(match[3]), stages=int(match[4]))
+    except ValueError as exc:
+        parser.error(str(exc))
     g = torch.Generator(device="cuda").manual_seed(0)
     weight = random_fp4_weight(args.format, n, k, "cuda", g)
     x = torch.randn((m, k), device="cuda", generator=g).to(torch.bfloat16)
@@ -43,7 +48,7 @@ def main() -> int:
     torch.cuda.synchronize()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     print(f"{args.shape} {args.format} {cfg.label}: split_k {cuda_gemm.choose_split_k(m, n, k, cfg, sms)},"
-          f" {cuda_gemm.output_tiles(m, n, cfg.rows_per_warp)} output tiles")
+          f" {cuda_gemm.output_tiles(m, n, cfg.rows_per_cta)} output tiles")
     return 0
 
 

@@ -3,6 +3,16 @@
 `torch.matmul`) and the Triton GEMM, at the issue's shapes; print the best per shape.
 
     python3 scripts/tune_w4a16_cuda.py [--json out.json] [--dtype bf16]
+    python3 scripts/tune_w4a16_cuda.py --shapes 1x4096x14336 --k-warps 1,4 --variants no-math
+
+The config space (defaults: what won or came close on the H100 in session 5, 36
+configs) is the product of --rows, --k-warps, --ctas, --stages, --tiled (0: the
+weight's own rows layout, 1: the tiled layout made once per weight, outside the timing,
+as an engine does at load) and --x-ring (1: x rides the warps' rings at M <= 8). --variants also times the kernel's diagnostic
+variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
+multiplying) at rows 1 and 4
+stages for each --k-warps, --ctas and --tiled value; they are reported beside the
+configs but never picked for the table.
 
 Every row is device time by CUDA-graph replay (swiglu_check.bench.time_graph) with the
 weights rotated over more than the L2 (swiglu_check.bench.rotation_sets), as in `bench`.
@@ -25,6 +35,13 @@ def main() -> int:
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     parser.add_argument("--shapes", default="", help="MxKxN,... (default: the bench shapes)")
     parser.add_argument("--table", help="write the best config per M bucket here (JSON, for SWIGLU_CHECK_W4A16_CUDA_TABLE)")
+    parser.add_argument("--rows", default="1,2", help="rows_per_warp values (16-row tiles per warp)")
+    parser.add_argument("--k-warps", default="1,2,4", help="k_warps values (warps of a CTA along K)")
+    parser.add_argument("--ctas", default="2,4,8", help="ctas_per_sm values (the split-K aim)")
+    parser.add_argument("--stages", default="4", help="ring stages")
+    parser.add_argument("--tiled", default="1", help="weight layouts: 0 rows, 1 tiled")
+    parser.add_argument("--x-ring", default="0,1", help="x staging: 0 per CTA, 1 in the rings (M <= 8)")
+    parser.add_argument("--variants", default="", help="diagnostic kernel variants to time too (cuda_gemm.PLANTS)")
     args = parser.parse_args()
     import torch
 
@@ -41,8 +58,24 @@ def main() -> int:
     print(f"device {torch.cuda.get_device_name()}; extension ready in {time.perf_counter() - start:.1f} s", flush=True)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s] or list(BENCH_SHAPES)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, ctas_per_sm=c, stages=s)
-               for r, c, s in itertools.product((1, 2), (4, 8, 16), cuda_gemm.STAGES)]
+    def ints(text: str) -> list[int]:
+        return [int(v) for v in text.split(",") if v]
+
+    try:
+        configs = [cuda_gemm.CudaGemmConfig(rows_per_warp=r, k_warps=kw, ctas_per_sm=c, stages=s, tiled=bool(t),
+                                            x_ring=bool(xr))
+                   for r, kw, c, s, t, xr in itertools.product(ints(args.rows), ints(args.k_warps), ints(args.ctas),
+                                                                ints(args.stages), ints(args.tiled), ints(args.x_ring))]
+    except ValueError as exc:
+        parser.error(str(exc))
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in cuda_gemm.PLANTS or v in ("nibble-swap", "scale-off-by-one")]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; the diagnostic is no-math")
+    diagnostics = [(v, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=kw, ctas_per_sm=c, stages=4, tiled=bool(t),
+                                                x_ring=bool(xr)))
+                   for v, kw, c, t, xr in itertools.product(variants, ints(args.k_warps), ints(args.ctas), ints(args.tiled),
+                                                            ints(args.x_ring))]
     rows = []
     print(f'{"shape":<16} {"format":<6} {"cuBLAS":>7} {"triton":>7} {"best cuda":>9} {"config":<9} {"x cuBLAS":>8}'
           f' {"x triton":>8}  all cuda configs (us)', flush=True)
@@ -69,9 +102,13 @@ def main() -> int:
                 per_config[cfg.label] = float("nan")
                 print(f"  {cfg.label}: {type(exc).__name__}: {exc}", flush=True)
         best = min((v, key) for key, v in per_config.items() if v == v)
+        per_variant = {}
+        for variant, cfg in diagnostics:
+            per_variant[f"{variant}@{cfg.label}"] = timed(
+                lambda i, cfg=cfg, variant=variant: cuda_gemm.cuda_w4a16_matmul(*data[i], config=cfg, plant=variant), sets)
         rows.append({"shape": [m, k, n], "format": fmt, "cublas_us": cublas, "triton_us": triton_us,
-                     "cuda_us": per_config, "best": best[1]})
-        all_text = " ".join(f"{key}:{v:.1f}" for key, v in per_config.items())
+                     "cuda_us": per_config, "variants_us": per_variant, "best": best[1]})
+        all_text = " ".join(f"{key}:{v:.1f}" for key, v in {**per_config, **per_variant}.items())
         print(f"{m}x{k}x{n:<10} {fmt:<6} {cublas:7.1f} {triton_us:7.1f} {best[0]:9.1f} {best[1]:<9}"
               f" {cublas / best[0]:7.2f}x {triton_us / best[0]:7.2f}x  {all_text}", flush=True)
         del data

@@ -24,14 +24,16 @@ from swiglu_check.backends import REGISTRY
 from swiglu_check.cli import cli
 from swiglu_check.kernels.w4a16 import cuda_gemm
 from swiglu_check.kernels.w4a16.backends import gemm_backend
+from swiglu_check.kinds.linear_w4a16 import random_fp4_weight
 from swiglu_check.kinds.w4a16_common import ideal_output
 from swiglu_check.references import fp4
 from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
-# per source: (token tiles 1, 2) x (rows per warp 1, 2) x (ring stages 4, 8) + the 2 plants
-# and the const-scales diagnostic x 2 token tiles (rows per warp 1, 4 stages)
-KERNELS_PER_SOURCE = 2 * 2 * 2 + 3 * 2
+# per source, weight layout (rows, tiled) and token tile count: ((rows per warp 1, 2) x (ring
+# stages 4, 8) + the 2 plants and the diagnostic (rows per warp 1, 4 stages)) x (warps along K
+# 1, 2, 4); one token tile twice (x staged per CTA or riding the ring), two token tiles once
+KERNELS_PER_SOURCE = (2 * 2 + 3) * 3 * (2 + 1) * 2
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +91,14 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     # 16 tokens' x over half of K is 64 KB: the x budget asks for 5
     assert cuda_gemm.choose_split_k(100, 4096, 4096, cfg, 132) == 5
     assert cuda_gemm.choose_split_k(1, 4096, 4096, cuda_gemm.CudaGemmConfig(split_k=3), 132) == 3
-    assert cuda_gemm.output_tiles(100, 1000, 1) == 16 * 7
-    assert cuda_gemm.output_tiles(8, 1000, 2) == 8
+    assert cuda_gemm.output_tiles(100, 1000, 64) == 16 * 7
+    assert cuda_gemm.output_tiles(8, 1000, 128) == 8
+    # four warps along K: a CTA covers 16 rows (r1) or 32 (r2), four times the tiles
+    narrow = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, ctas_per_sm=4)
+    assert narrow.rows_per_cta == 16 and cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2).rows_per_cta == 64
+    # 14336 rows / 16 = 896 tiles already fill 4 x 132 CTAs: no split
+    assert cuda_gemm.choose_split_k(1, 14336, 4096, narrow, 132) == 1
+    assert cuda_gemm.choose_split_k(1, 4096, 14336, narrow, 132) == 2
 
 
 @pytest.mark.parametrize("fmt, k", [("nvfp4", 4096), ("nvfp4", 4128), ("mxfp4", 4096), ("mxfp4", 160)])
@@ -112,7 +120,52 @@ def test_scales_are_padded_to_whole_chunks_only_when_needed(fmt: str, k: int) ->
     assert torch.equal(sliced[:, :k // block], wide[:, 1:1 + k // block])
 
 
-@pytest.mark.parametrize("bad", [dict(stages=6), dict(rows_per_warp=3), dict(ctas_per_sm=0), dict(split_k=-1)])
+@pytest.mark.parametrize("fmt, n, k", [("nvfp4", 40, 4096), ("mxfp4", 16, 160), ("nvfp4", 3, 96)])
+def test_tiled_layout_places_every_byte_where_the_kernel_reads_it(fmt: str, n: int, k: int) -> None:
+    """Element by element from the layout's definition: piece (tile t, chunk q) holds at
+    lane (g, c) = (lane // 4, lane % 4), half h the 16 bytes 64q + 16c .. of row 16t + 8h + g,
+    then row i's scale bytes of chunk q; zeros past N and past K."""
+    g = torch.Generator().manual_seed(n + k)
+    weight = random_fp4_weight(fmt, n, k, "cpu", g)
+    tiled = cuda_gemm.tiled_layout(weight)
+    per_chunk = cuda_gemm.chunk_scale_bytes(fmt)
+    chunks, tiles = -(-k // 128), -(-n // 16)
+    assert tiled.shape == (tiles, chunks, cuda_gemm.tile_bytes(fmt)) and tiled.dtype == torch.uint8
+    packed, scales = weight.packed.tolist(), weight.scales.tolist()
+    for t in range(tiles):
+        for q in range(chunks):
+            piece = tiled[t, q].tolist()
+            for h in range(2):
+                for lane in range(32):
+                    row, col = 16 * t + 8 * h + lane // 4, 64 * q + 16 * (lane % 4)
+                    want = [packed[row][col + b] if row < n and col + b < k // 2 else 0 for b in range(16)]
+                    assert piece[(h * 32 + lane) * 16:(h * 32 + lane + 1) * 16] == want, (t, q, h, lane)
+            for i in range(16):
+                row = 16 * t + i
+                want = [scales[row][q * per_chunk + b] if row < n and q * per_chunk + b < len(scales[0]) else 0
+                        for b in range(per_chunk)]
+                assert piece[1024 + i * per_chunk:1024 + (i + 1) * per_chunk] == want, (t, q, i)
+
+
+def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
+    g = torch.Generator().manual_seed(0)
+    weight = random_fp4_weight("nvfp4", 32, 256, "cpu", g)
+    first = cuda_gemm.cached_tiled_layout(weight)
+    assert cuda_gemm.cached_tiled_layout(weight) is first
+    other = random_fp4_weight("nvfp4", 32, 256, "cpu", g)
+    assert not torch.equal(cuda_gemm.cached_tiled_layout(other), first)
+    weight.packed[0, 0] ^= 0xFF  # an in-place write: the cached copy is stale
+    fresh = cuda_gemm.cached_tiled_layout(weight)
+    assert fresh is not first and torch.equal(fresh, cuda_gemm.tiled_layout(weight))
+    weight.scales[1, 0] ^= 1
+    assert torch.equal(cuda_gemm.cached_tiled_layout(weight), cuda_gemm.tiled_layout(weight))
+    key = id(other.packed)
+    del other
+    assert key not in cuda_gemm._TILED
+
+
+@pytest.mark.parametrize("bad", [dict(stages=6), dict(rows_per_warp=3), dict(ctas_per_sm=0), dict(split_k=-1),
+                                 dict(k_warps=3)])
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
         cuda_gemm.CudaGemmConfig(**bad)
@@ -159,7 +212,15 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(), cuda_gemm.CudaGemmConfig(rows_per_warp=1),
                                     cuda_gemm.CudaGemmConfig(split_k=3),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, stages=8, split_k=2),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, stages=8)], ids=lambda c: c.label)
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, stages=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, split_k=3),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, stages=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, stages=8, split_k=3, tiled=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, split_k=2, x_ring=True)],
+                         ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
     if k % 32 and fmt == "nvfp4":
@@ -190,12 +251,23 @@ def assert_one_rounding_of_an_fp32_sum(y: torch.Tensor, x: torch.Tensor, q, exac
 
 
 @gpu
+@pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True)],
+                         ids=lambda c: c.label)
+def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
+    """The profiler's no-math variant streams the same bytes but must not pass for the GEMM."""
+    x, q, exact = make_problem("nvfp4", 5, 2112, 1000, torch.bfloat16)
+    wrong = cuda_gemm.cuda_w4a16_matmul(x, q, config=config, plant="no-math")
+    assert float((wrong.double() - exact).norm() / exact.norm()) > 0.5
+
+
+@gpu
 def test_gpu_split_k_is_deterministic_and_counters_reset() -> None:
     x, q, _ = make_problem("nvfp4", 8, 14336, 512, torch.bfloat16)
-    config = cuda_gemm.CudaGemmConfig(split_k=8)
-    outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
-    assert all(torch.equal(outs[0], o) for o in outs[1:])
-    assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
+    for config in (cuda_gemm.CudaGemmConfig(split_k=8), cuda_gemm.CudaGemmConfig(split_k=8, k_warps=4)):
+        outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
+        assert all(torch.equal(outs[0], o) for o in outs[1:])
+        assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
 
 
 @gpu

@@ -3,7 +3,9 @@
 Kind `linear-w4a16` (`call(x, weight) -> y`, kinds/linear_w4a16.py):
 - `w4a16-nvfp4`, `w4a16-mxfp4`: the Triton GEMM (kernels/w4a16/gemm.py), one format each;
 - `w4a16-nvfp4-cuda`, `w4a16-mxfp4-cuda`: the CUDA C++ GEMM (kernels/w4a16/cuda_gemm.py),
-  built on first use like the `cuda` gated backend;
+  built on first use like the `cuda` gated backend; it reads each weight in its tiled
+  layout, made from the weight on the first call and kept while the weight lives unchanged
+  (cuda_gemm.cached_tiled_layout), as an engine repacks weights at load;
 - `torch-w4a16`: the reference path, dequantize then an fp32 matmul rounded once
   (runs everywhere, both formats).
 
@@ -99,7 +101,8 @@ for _fmt in fp4.FORMATS:
     ))
     register(gemm_backend(
         f"w4a16-{_fmt}-cuda", (_fmt,),
-        f"CUDA C++ W4A16 GEMM (mma.sync), {_fmt.upper()} weights dequantized in registers, fp32 accumulation",
+        f"CUDA C++ W4A16 GEMM (mma.sync), {_fmt.upper()} weights dequantized in registers, fp32 accumulation;"
+        " weights repacked once into its tiled layout (cached per weight)",
         implementation="cuda",
     ))
 

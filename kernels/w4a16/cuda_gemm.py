@@ -12,8 +12,10 @@ tokens). Built with the gated-activation extension's machinery (kernels/cuda/bui
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,32 +34,45 @@ K_MULTIPLE = 32  # 16-byte aligned packed rows; the kernel steps 128 elements, m
 CHUNK = 128
 WARPS = 4  # per CTA (kWarps)
 FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
-# planted bugs for the tests; "const-scales" (no scale loads, every block scale 1) is a
-# diagnostic for the profiler script: it times the scale loads' cost and computes wrong y
-PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "const-scales": 3}
+# planted bugs for the tests, then a diagnostic for the profiler and tuner scripts
+# (w4a16_gemm.cuh): "no-math" (the ring without decode or MMAs) times the kernel's memory
+# and launch structure and computes wrong y
+PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3}
+K_WARPS = (1, 2, 4)  # warps of a CTA along K that the kernels are instantiated for
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
 X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a group x its K range)
 STAGES = (4, 8)  # the ring depths the kernels are instantiated for
 PLANT_STAGES = 4  # planted bugs are instantiated for rows_per_warp 1 with this ring only
 
-__all__ = ["BuildError", "CudaGemmConfig", "availability", "cuda_w4a16_matmul", "pick_config", "routed_rows_matmul"]
+__all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
+           "routed_rows_matmul", "tiled_layout"]
 
 
 @dataclass(frozen=True)
 class CudaGemmConfig:
-    rows_per_warp: int = 2  # 16-row tiles per warp (1 or 2): a CTA covers 64 * rows_per_warp rows
+    rows_per_warp: int = 2  # 16-row tiles per warp (1 or 2)
     ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
     split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
     stages: int = 4  # weight chunks in each warp's shared-memory ring (4 or 8): S - 1 in flight
+    k_warps: int = 1  # warps sharing a CTA's K range (1, 2, 4): the CTA covers 64 / k_warps * rows_per_warp rows
+    tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
+    x_ring: bool = False  # M <= 8: x rides each warp's ring with the weights (else the CTA stages it up front)
 
     def __post_init__(self) -> None:
-        if self.rows_per_warp not in (1, 2) or self.stages not in STAGES or self.ctas_per_sm < 1 or self.split_k < 0:
+        if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES or self.k_warps not in K_WARPS
+                or self.ctas_per_sm < 1 or self.split_k < 0):
             raise ValueError(f"bad CUDA W4A16 config {self}: rows_per_warp 1 or 2, stages one of {STAGES},"
-                             " ctas_per_sm >= 1, split_k >= 0")
+                             f" k_warps one of {K_WARPS}, ctas_per_sm >= 1, split_k >= 0")
+
+    @property
+    def rows_per_cta(self) -> int:
+        """Weight rows one CTA covers (w4a16_gemm.h's cta_rows)."""
+        return WARPS // self.k_warps * 16 * self.rows_per_warp
 
     @property
     def label(self) -> str:
-        return f"r{self.rows_per_warp}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
+        return (f"r{self.rows_per_warp}k{self.k_warps}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
+                + ("t" if self.tiled else "") + ("x" if self.x_ring else ""))
 
 
 def token_tiles(m: int) -> int:
@@ -67,9 +82,9 @@ def token_tiles(m: int) -> int:
     return 1 if m <= 8 else 2
 
 
-def output_tiles(m: int, n: int, rows_per_warp: int) -> int:
-    """CTAs per split: weight-row tiles times token groups."""
-    rows = WARPS * 16 * rows_per_warp
+def output_tiles(m: int, n: int, rows_per_cta: int) -> int:
+    """CTAs per split: weight-row tiles of `rows_per_cta` rows times token groups."""
+    rows = rows_per_cta
     tokens = 8 * token_tiles(m)
     return -(-n // rows) * -(-m // tokens)
 
@@ -95,6 +110,58 @@ def chunk_padded_scales(scales: torch.Tensor, fmt: str, k: int) -> torch.Tensor:
     return padded
 
 
+def tile_bytes(fmt: str) -> int:
+    """Bytes of one 16-row tile over one chunk in the tiled layout (w4a16_gemm.h's ring_tile_bytes)."""
+    return 16 * CHUNK // 2 + 16 * chunk_scale_bytes(fmt)
+
+
+def tiled_layout(weight: FP4Weight) -> torch.Tensor:
+    """The weight (`[..., N, K]`) in the kernel's tiled layout: uint8 `[..., ceil(N/16),
+    chunks, tile_bytes]`, each piece one warp's ring stage for one 16-row tile and one
+    128-element chunk exactly as the kernel keeps it in shared memory. Lane (g, c)'s 16
+    bytes of rows g and g + 8 (bytes 16c .. 16c + 15 of the rows' chunk), lanes in order,
+    then the 16 rows' scale bytes of the chunk. Rows past N and elements past K are zero.
+    A warp then copies each chunk as one contiguous run (the rows layout reads 16 runs of
+    64 bytes and 16 scale pieces of 8 or 4). Same bytes, rearranged: made once per weight
+    (`cached_tiled_layout`), as an inference engine does when it loads weights."""
+    packed = weight.packed
+    *lead, n, half = packed.shape
+    k = 2 * half
+    chunks = -(-k // CHUNK)
+    tiles = -(-n // 16)
+    per_chunk = chunk_scale_bytes(weight.format)
+    codes = torch.zeros((*lead, tiles * 16, chunks * CHUNK // 2), dtype=torch.uint8, device=packed.device)
+    codes[..., :n, :half] = packed
+    dims = len(lead)
+    # rows 16t + 8h + g, bytes 64q + 16c + b -> [t, q, h, g, c, b] (lane = 4g + c)
+    codes = codes.view(*lead, tiles, 2, 8, chunks, 4, 16)
+    codes = codes.permute(*range(dims), dims, dims + 3, dims + 1, dims + 2, dims + 4, dims + 5)
+    codes = codes.reshape(*lead, tiles, chunks, 16 * CHUNK // 2)
+    scales = torch.zeros((*lead, tiles * 16, chunks * per_chunk), dtype=torch.uint8, device=packed.device)
+    scales[..., :n, :weight.scales.shape[-1]] = weight.scales
+    scales = scales.view(*lead, tiles, 16, chunks, per_chunk)
+    scales = scales.permute(*range(dims), dims, dims + 2, dims + 1, dims + 3).reshape(*lead, tiles, chunks, 16 * per_chunk)
+    return torch.cat([codes, scales], dim=-1).contiguous()
+
+
+# id(weight.packed) -> (weakref to it, its version, the scales' identity and version, tiled)
+_TILED: dict[int, tuple] = {}
+
+
+def cached_tiled_layout(weight: FP4Weight) -> torch.Tensor:
+    """`tiled_layout(weight)`, computed on the first call for this weight and reused while
+    its packed codes and scales are the same tensors, unmodified (torch's version counter
+    moves on every in-place write); dropped with the codes."""
+    key = id(weight.packed)
+    entry = _TILED.get(key)
+    stamp = (weight.packed._version, id(weight.scales), weight.scales._version)
+    if entry is not None and entry[0]() is weight.packed and entry[1] == stamp:
+        return entry[2]
+    tiled = tiled_layout(weight)
+    _TILED[key] = (weakref.ref(weight.packed, lambda _, key=key: _TILED.pop(key, None)), stamp, tiled)
+    return tiled
+
+
 def x_shared_bytes(m: int, k: int, split: int) -> int:
     """Shared memory a CTA's x slice takes (tokens x `x_row_bytes` of w4a16_gemm.h)."""
     chunks = -(-k // CHUNK)
@@ -115,26 +182,29 @@ def min_split_for_x(m: int, k: int) -> int:
 def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, batches: int = 1) -> int:
     """The largest power-of-two split of K (at most SPLIT_K_MAX, at least two 128-chunks
     per split) that keeps the grid (`batches` GEMMs of M x N, e.g. routed rows) within
-    `ctas_per_sm * sms` CTAs; at least the split whose x slice fits the shared-memory budget."""
+    `ctas_per_sm * sms` CTAs; at least the split whose x slice fits the shared-memory budget
+    where the CTA stages x (not with x_ring at M <= 8)."""
     if config.split_k:
         return config.split_k
-    tiles = output_tiles(m, n, config.rows_per_warp) * batches
+    tiles = output_tiles(m, n, config.rows_per_cta) * batches
     chunks = -(-k // CHUNK)
     split = 1
     while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
            and chunks // (split * 2) >= 2):
         split *= 2
-    return max(split, min_split_for_x(m, k))
+    return split if config.x_ring and token_tiles(m) == 1 else max(split, min_split_for_x(m, k))
 
 
 # (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
 # and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces this one.
-# Measured on the H100 (2026-11-22, session 3: scripts/tune_w4a16_cuda.py on the v3 kernel,
-# CUDA-graph device time, geometric mean over the bench shapes of each M; kernels/w4a16/NOTES.md).
+# Measured on the H100 (2026-11-22, session 5: scripts/tune_w4a16_cuda.py, CUDA-graph device
+# time, the config with the smallest geometric mean over the bench shapes of each M;
+# kernels/w4a16/NOTES.md). The tiled layout won every shape; at M = 1, four warps along K
+# (16-row CTAs) won 1x4096x4096 by 20% and lost the two large shapes by 0-6%.
 GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = (
-    (1, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4)),
-    (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4)),
-    (1 << 30, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=8, stages=4)),
+    (1, CudaGemmConfig(rows_per_warp=1, k_warps=4, ctas_per_sm=2, stages=4, tiled=True)),
+    (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True)),
+    (1 << 30, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True)),
 )
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
@@ -208,7 +278,7 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
         return y
     cfg = config or pick_config(m)
     if plant is not None:  # plants: R = 1 and one ring depth only
-        cfg = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=cfg.ctas_per_sm, split_k=cfg.split_k, stages=PLANT_STAGES)
+        cfg = dataclasses.replace(cfg, rows_per_warp=1, stages=PLANT_STAGES)
     split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
     _launch(x, weight, y, m, cfg, split, _empty_int(x.device), None, PLANTS[plant])
     return y
@@ -226,20 +296,24 @@ def _launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, m: int, cfg: Cu
     batches = max(row_expert.numel(), 1)
     if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:
         x = x.contiguous()
-    packed = weight.packed
-    if packed.stride(-1) != 1 or packed.data_ptr() % 16 or any(stride % 16 for stride in packed.stride()[:-1]):
-        packed = packed.contiguous()
-    scales = chunk_padded_scales(weight.scales, weight.format, k)
+    if cfg.tiled:  # scales inside the tiles
+        packed, scales = cached_tiled_layout(weight), torch.empty(0, dtype=torch.uint8, device=x.device)
+    else:
+        packed = weight.packed
+        if packed.stride(-1) != 1 or packed.data_ptr() % 16 or any(stride % 16 for stride in packed.stride()[:-1]):
+            packed = packed.contiguous()
+        scales = chunk_padded_scales(weight.scales, weight.format, k)
     if split > 1:
         partials = torch.empty(batches * split * m * n, dtype=torch.float32, device=x.device)
-        counters = _counters(x.device, batches * output_tiles(m, n, cfg.rows_per_warp))
+        counters = _counters(x.device, batches * output_tiles(m, n, cfg.rows_per_cta))
     else:
         partials = counters = y  # unused by the kernel
     weights = _empty_int(x.device).float() if row_weight is None else \
         row_weight.reshape(-1).to(torch.float32).contiguous()
     torch.ops.swiglu_check_w4a16.gemm_(
         x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).contiguous(), y, partials, counters,
-        row_expert, weights, FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, split, plant)
+        row_expert, weights, FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, cfg.k_warps, split, plant,
+        int(cfg.tiled), int(cfg.x_ring))
 
 
 def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Tensor,

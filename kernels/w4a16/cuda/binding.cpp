@@ -2,7 +2,8 @@
 //
 //   gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y,
 //         Tensor partials, Tensor counters, Tensor row_expert, Tensor row_weight, int format,
-//         int rows_per_warp, int stages, int split_k, int plant) -> ()
+//         int rows_per_warp, int stages, int k_warps, int split_k, int plant, int tiled,
+//         int x_ring) -> ()
 //
 // Routed rows (the MoE's expert GEMMs at a few tokens): with a non-empty int32
 // `row_expert` [R], packed is [E, N, K/2], scales [E, N, ...], global_scale [E], x [X, K]
@@ -17,8 +18,17 @@
 // fp32 [1], y [M, N] of x's dtype. K must be a multiple of 32. split_k > 1 needs fp32
 // `partials` of at least split_k * M * N and zeroed int32 `counters`, one per output tile
 // (the kernel leaves them zero again). `stages` (4 or 8): weight chunks in the shared
-// memory ring of each warp. Runs on the current CUDA stream. `plant` (1: nibble order
-// swapped, 2: the next block's scale; rows_per_warp 1, 4 stages) exists for the tool's own tests.
+// memory ring of each warp; `k_warps` (1, 2 or 4): warps of a CTA sharing its K range
+// (a CTA then covers 64 / k_warps * rows_per_warp rows). Runs on the current CUDA stream.
+// `plant` (1: nibble order swapped, 2: the next block's scale; 3: a diagnostic, see
+// w4a16_gemm.cuh; rows_per_warp 1, 4 stages) exists for the tool's own tests and scripts.
+//
+// tiled = 1: `packed` holds the tiled layout (w4a16_gemm.h, GemmParams; cuda_gemm.tiled_layout):
+// uint8 [ceil(N/16), chunks, tile bytes] ([E, ...] for routed rows), scales and rows
+// included, N taken from y; `scales` is then unused (pass an empty tensor).
+//
+// x_ring = 1 (used for M <= 8 only): each warp's ring stages carry x over their chunk
+// instead of the CTA staging x over its K range up front.
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -51,11 +61,13 @@ bool aligned(const at::Tensor& t, int64_t bytes) {
 
 void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& global_scale,
           at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, const at::Tensor& row_expert,
-          const at::Tensor& row_weight, int64_t format, int64_t rows_per_warp, int64_t stages, int64_t split_k,
-          int64_t plant) {
+          const at::Tensor& row_weight, int64_t format, int64_t rows_per_warp, int64_t stages, int64_t k_warps,
+          int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
   require(stages == 4 || stages == 8, "stages must be 4 or 8, got " + std::to_string(stages));
+  require(k_warps == 1 || k_warps == 2 || k_warps == 4, "k_warps must be 1, 2 or 4, got " + std::to_string(k_warps));
+  require(plant >= 0 && plant <= 3, "plant must be 0 to 3, got " + std::to_string(plant));
   require(plant == 0 || (rows_per_warp == 1 && stages == 4), "planted bugs exist for rows_per_warp 1 and 4 stages only");
   require(x.is_cuda(), "x must be a CUDA tensor");
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials,
@@ -67,6 +79,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   const bool routed = row_expert.numel() > 0;
   const int64_t routed_rows = routed ? row_expert.numel() : 0;
   const int64_t experts = routed ? packed.size(0) : 1;
+  require(tiled == 0 || tiled == 1, "tiled must be 0 or 1");
+  require(x_ring == 0 || x_ring == 1, "x_ring must be 0 or 1");
   // per routed row one token; else x's rows
   const int64_t m = routed ? 1 : x.size(0), k = x.size(1);
   if (routed) {
@@ -76,42 +90,56 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
     require(x.size(0) > 0 && routed_rows % x.size(0) == 0,
             "routed rows (" + std::to_string(routed_rows) + ") must be a multiple of x's rows (" +
                 std::to_string(x.size(0)) + ")");
-    require(packed.dim() == 3 && scales.dim() == 3 && experts > 0 && scales.size(0) == experts &&
-                global_scale.numel() == experts,
-            "routed rows need packed [E, N, K/2], scales [E, N, ...] and global_scale [E], got packed " +
-                shape_text(packed) + ", scales " + shape_text(scales));
+    require(packed.dim() == (tiled ? 4 : 3) && experts > 0 && global_scale.numel() == experts,
+            "routed rows need packed [E, N, K/2] (tiled: [E, tiles, chunks, bytes]) and global_scale [E], got packed " +
+                shape_text(packed));
     require(row_weight.numel() == 0 || (row_weight.scalar_type() == at::kFloat && row_weight.numel() == routed_rows &&
                                         row_weight.is_contiguous()),
             "row_weight must be empty or contiguous fp32 [R]");
   } else {
     require(row_weight.numel() == 0, "row_weight needs row_expert");
   }
-  const at::Tensor packed2 = routed ? packed.select(0, 0) : packed;  // one expert's [N, K/2] (its checks)
-  const at::Tensor scales2 = routed ? scales.select(0, 0) : scales;
-  const int64_t n = packed2.size(0);
+  const at::Tensor packed2 = routed ? packed.select(0, 0) : packed;  // one expert's matrix (its checks)
   const int64_t block = format == 0 ? 16 : 32;
   require(k % 32 == 0, "K must be a multiple of 32, got " + std::to_string(k));
   require(x.stride(1) == 1 && x.stride(0) % 8 == 0 && aligned(x, 16),
           "x rows must be contiguous and 16-byte aligned");
-  require(packed2.scalar_type() == at::kByte && packed2.dim() == 2 && packed2.size(1) * 2 == k,
-          "packed must be uint8 [N, K/2], got " + shape_text(packed2));
-  require(packed2.stride(1) == 1 && packed2.stride(0) % 16 == 0 && aligned(packed2, 16),
-          "packed rows must be contiguous and 16-byte aligned");
   const int64_t chunks = (k + kChunk - 1) / kChunk;
   const int64_t chunk_scales = chunk_scale_bytes(static_cast<int>(format));
-  require(scales2.scalar_type() == at::kByte && scales2.dim() == 2 && scales2.size(0) == n &&
-              scales2.size(1) == chunks * chunk_scales,
-          "scales must be uint8 [N, " + std::to_string(chunks * chunk_scales) + "] (K/" + std::to_string(block) +
-              " block scales per row, padded to whole 128-element chunks), got " + shape_text(scales2));
-  require(scales2.stride(1) == 1 && scales2.stride(0) % chunk_scales == 0 && aligned(scales2, chunk_scales),
-          "scales rows must be contiguous and " + std::to_string(chunk_scales) + "-byte aligned");
+  int64_t n = 0;
+  if (tiled) {
+    require(y.dim() == 2, "y must be [M, N], got " + shape_text(y));
+    n = y.size(1);
+    const int64_t tile_bytes = ring_tile_bytes(static_cast<int>(format));
+    require(packed.scalar_type() == at::kByte && packed.is_contiguous() && aligned(packed, 16) &&
+                packed2.dim() == 3 && packed2.size(0) == (n + 15) / 16 && packed2.size(1) == chunks &&
+                packed2.size(2) == tile_bytes,
+            "tiled packed must be contiguous uint8 [" + std::string(routed ? "E, " : "") + std::to_string((n + 15) / 16) +
+                ", " + std::to_string(chunks) + ", " + std::to_string(tile_bytes) + "] (16-row tiles, chunks, bytes), got " +
+                shape_text(packed));
+  } else {
+    const at::Tensor scales2 = routed ? scales.select(0, 0) : scales;
+    n = packed2.size(0);
+    require(packed2.scalar_type() == at::kByte && packed2.dim() == 2 && packed2.size(1) * 2 == k,
+            "packed must be uint8 [N, K/2], got " + shape_text(packed2));
+    require(packed2.stride(1) == 1 && packed2.stride(0) % 16 == 0 && aligned(packed2, 16),
+            "packed rows must be contiguous and 16-byte aligned");
+    require(scales2.scalar_type() == at::kByte && scales2.dim() == 2 && scales2.size(0) == n &&
+                scales2.size(1) == chunks * chunk_scales,
+            "scales must be uint8 [N, " + std::to_string(chunks * chunk_scales) + "] (K/" + std::to_string(block) +
+                " block scales per row, padded to whole 128-element chunks), got " + shape_text(scales2));
+    require(scales2.stride(1) == 1 && scales2.stride(0) % chunk_scales == 0 && aligned(scales2, chunk_scales),
+            "scales rows must be contiguous and " + std::to_string(chunk_scales) + "-byte aligned");
+    if (routed) {
+      require(scales.dim() == 3 && scales.size(0) == experts,
+              "routed rows need scales [E, N, ...], got " + shape_text(scales));
+      require(packed.stride(0) % 16 == 0 && scales.stride(0) % chunk_scales == 0,
+              "the experts' packed and scales matrices must start 16- and " + std::to_string(chunk_scales) +
+                  "-byte aligned");
+    }
+  }
   require(global_scale.scalar_type() == at::kFloat && global_scale.is_contiguous() && global_scale.numel() == experts,
           routed ? "global_scale must be fp32 [E]" : "global_scale must be one fp32");
-  if (routed) {
-    require(packed.stride(0) % 16 == 0 && scales.stride(0) % chunk_scales == 0,
-            "the experts' packed and scales matrices must start 16- and " + std::to_string(chunk_scales) +
-                "-byte aligned");
-  }
   const int64_t y_rows = routed ? routed_rows : m;
   require((y.scalar_type() == x.scalar_type() || y.scalar_type() == at::kFloat) && y.dim() == 2 &&
               y.size(0) == y_rows && y.size(1) == n && y.stride(1) == 1,
@@ -119,7 +147,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
               shape_text(y));
   require(split_k >= 1, "split_k must be at least 1");
   const int mt = token_tiles(static_cast<int>(m));
-  const int64_t rows_per_cta = kWarps * 16 * rows_per_warp;
+  const int64_t rows_per_cta = cta_rows(static_cast<int>(rows_per_warp), static_cast<int>(k_warps));
   const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * ((m + 8 * mt - 1) / (8 * mt));
   if (split_k > 1) {
     const int64_t batches = routed ? routed_rows : 1;
@@ -134,7 +162,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   GemmParams p{};
   p.x = x.data_ptr();
   p.packed = packed.data_ptr<uint8_t>();
-  p.scales = scales.data_ptr<uint8_t>();
+  p.scales = tiled ? nullptr : scales.data_ptr<uint8_t>();
   p.y_fp32 = y.scalar_type() == at::kFloat;
   if (routed) {
     p.row_expert = row_expert.data_ptr<int>();
@@ -143,7 +171,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
     p.experts = static_cast<int>(experts);
     p.x_div = static_cast<int>(routed_rows / x.size(0));
     p.expert_packed_stride = packed.stride(0);
-    p.expert_scale_stride = scales.stride(0);
+    p.expert_scale_stride = tiled ? 0 : scales.stride(0);
   }
   p.global_scale = global_scale.data_ptr<float>();
   p.y = y.data_ptr();
@@ -153,11 +181,13 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.N = static_cast<int>(n);
   p.K = static_cast<int>(k);
   p.x_stride = x.stride(0);
-  p.packed_stride = packed2.stride(0);
-  p.scale_stride = scales2.stride(0);
+  p.packed_stride = packed2.stride(0);  // tiled: bytes per 16-row tile
+  p.scale_stride = tiled ? 0 : scales.stride(-2);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
-  const int shared = gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp), static_cast<int>(stages));
+  const bool ring_x = x_ring && token_tiles(static_cast<int>(m)) == 1;
+  const int shared =
+      gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp), static_cast<int>(stages), ring_x);
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
     int max_shared = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));
@@ -167,9 +197,12 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  const int r = static_cast<int>(rows_per_warp), st = static_cast<int>(stages), pl = static_cast<int>(plant);
-  cudaError_t err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, pl, stream) : launch_bf16_mxfp4(p, r, st, pl, stream))
-                         : (format == 0 ? launch_fp16_nvfp4(p, r, st, pl, stream) : launch_fp16_mxfp4(p, r, st, pl, stream));
+  const int r = static_cast<int>(rows_per_warp), st = static_cast<int>(stages), kw = static_cast<int>(k_warps),
+            pl = static_cast<int>(plant);
+  cudaError_t err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
+                                        : launch_bf16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream))
+                         : (format == 0 ? launch_fp16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
+                                        : launch_fp16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream));
   require(err == cudaSuccess, std::string("kernel launch failed: ") + cudaGetErrorString(err));
 }
 
@@ -180,8 +213,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
 TORCH_LIBRARY_FRAGMENT(swiglu_check_w4a16, m) {
   m.def(
       "gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y, Tensor partials, "
-      "Tensor counters, Tensor row_expert, Tensor row_weight, int format, int rows_per_warp, int stages, int split_k, "
-      "int plant) -> ()");
+      "Tensor counters, Tensor row_expert, Tensor row_weight, int format, int rows_per_warp, int stages, int k_warps, "
+      "int split_k, int plant, int tiled, int x_ring) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(swiglu_check_w4a16, CUDA, m) { m.impl("gemm_", &swiglu_check::w4a16::gemm); }

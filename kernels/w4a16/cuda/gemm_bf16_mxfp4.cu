@@ -4,8 +4,9 @@
 
 namespace swiglu_check {
 namespace w4a16 {
-cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream) {
-  return launch_format<__nv_bfloat16, 1>(p, rows_per_warp, stages, plant, stream);
+cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
+                             cudaStream_t stream) {
+  return launch_format<__nv_bfloat16, 1>(p, rows_per_warp, stages, k_warps, tiled, x_ring, plant, stream);
 }
 }  // namespace w4a16
 }  // namespace swiglu_check

@@ -55,9 +55,10 @@ namespace swiglu_check {
 namespace w4a16 {
 
 // Planted bugs, for the tool's own tests: the nibble order of a byte swapped; the scale of
-// the next block used. kConstScales is a diagnostic (scripts/profile_w4a16_cuda.py): every
-// block scale 1.0 and no scale loads, to time what the scale loads cost (wrong results).
-enum Plant : int { kNoPlant = 0, kNibbleSwap = 1, kScaleOffByOne = 2, kConstScales = 3 };
+// the next block used. The rest are diagnostics for scripts/profile_w4a16_cuda.py:
+// kNoMath streams the weights and scales through the ring but neither
+// decodes nor multiplies (the kernel's memory and launch structure alone; wrong results).
+enum Plant : int { kNoPlant = 0, kNibbleSwap = 1, kScaleOffByOne = 2, kNoMath = 3 };
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
   uint32_t d;
@@ -94,6 +95,11 @@ __device__ __forceinline__ void copy_async_small(void* smem, const void* gmem) {
   static_assert(BYTES == 4 || BYTES == 8, "cp.async.ca copies 4, 8 or 16 bytes");
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(dst), "l"(gmem), "n"(BYTES));
+}
+// 16 bytes of x global -> shared through L1 (the CTAs of an SM read the same x): zero-filled when !valid.
+__device__ __forceinline__ void copy_async_x(void* smem, const void* gmem, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
 template <int N>
@@ -237,7 +243,7 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
   }
 }
 
-template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
+template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
 __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams params) {
   GemmParams p = params;
   float row_weight = 1.0f;  // multiplies the result (exact when 1)
@@ -258,42 +264,57 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   }
   constexpr int kScaleBytes = chunk_scale_bytes(FORMAT);  // per row and chunk
   constexpr int kScalesPerLane = kScaleBytes / 4;  // blocks covered by a lane's 32 elements of a chunk
-  constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);
+  constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);  // weights and scales of a ring stage (x follows with XR)
   static_assert(S >= 2, "the ring needs two stages at least");
-  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the rings, then x
+  static_assert(kWarps % KW == 0, "the CTA's warps split into KW warps along K per row group");
+  static_assert(XR == 0 || MT == 1, "x rides the ring for one token tile only");
+  constexpr int kRowWarps = kWarps / KW;  // row groups per CTA
+  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the rings, then x (without XR)
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
+  const int kw = warp % KW;  // this warp's share of the CTA's K range: chunks kw, kw + KW, ...
+  const int row_warp = warp / KW;
   const int g = lane >> 2;
   const int c = lane & 3;
   // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale bytes
-  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * kStageBytes;
-  uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem) + kWarps * S * kStageBytes;
   // token groups vary fastest along x, so the CTAs reading one weight tile for different
   // tokens run together and share its bytes through L2
   const int groups = (p.M + 8 * MT - 1) / (8 * MT);
-  const int row0 = (blockIdx.x / groups) * (kWarps * R * 16) + warp * R * 16;
+  const int row0 = (blockIdx.x / groups) * (kRowWarps * R * 16) + row_warp * R * 16;
   const int token0 = (blockIdx.x % groups) * MT * 8;
   const int tokens = min(8 * MT, p.M - token0);
+  // XR: each stage also holds the tokens' x over the stage's chunk, [token][128 elements]
+  // as in memory (ring_x_bytes); else the CTA stages its x over its K range up front
+  const int stage_bytes = kStageBytes + (XR ? ring_x_bytes(tokens) : 0);
+  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * stage_bytes;
+  uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem) + kWarps * S * stage_bytes;
 
   const int chunks = (p.K + kChunk - 1) / kChunk;  // the last one may be partial (K % 32 == 0)
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
   const int chunk_begin = blockIdx.y * per_split;
   const int chunk_end = min(chunks, chunk_begin + per_split);
+  // this warp's steps: chunk chunk_begin + kw + n * KW at step n (the KW warps of a row
+  // group read neighbouring chunks of the same rows at the same time)
+  const int steps = max(chunk_end - chunk_begin - kw + KW - 1, 0) / KW;
+  auto chunk_at = [&](int n) { return chunk_begin + kw + n * KW; };
 
   // rows past the end re-read the last one (no masks in the loop; never stored)
-  const uint8_t* w_row[R][2];
+  const uint8_t* w_row[R][2];  // rows layout: this lane's 16 bytes of rows g and g + 8 of each tile
+  const uint8_t* s_row[R];  // rows layout: lanes 0..15 copy the scale bytes of row `lane` of each tile
+  const uint8_t* w_tile[R];  // tiled layout: each tile's pieces
+  constexpr int kTileBytes = ring_tile_bytes(FORMAT);
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t row = min(row0 + r * 16 + g + 8 * h, p.N - 1);
       w_row[r][h] = p.packed + row * p.packed_stride + 16 * c;
     }
-  // lanes 0..15 copy the scale bytes of row `lane` of each tile
-  const uint8_t* s_row[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) s_row[r] = p.scales + min(row0 + r * 16 + (lane & 15), p.N - 1) * p.scale_stride;
+    s_row[r] = p.scales + min(row0 + r * 16 + (lane & 15), p.N - 1) * p.scale_stride;
+    w_tile[r] = p.packed + static_cast<int64_t>(min(row0 / 16 + r, (p.N - 1) / 16)) * p.packed_stride;
+  }
 
+  // (one accumulator per tile: two chains of 4 MMAs per chunk measured the same, 18.0 vs 18.1 us)
   float acc[R][MT][4];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -303,25 +324,43 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       for (int i = 0; i < 4; ++i) acc[r][j][i] = 0.0f;
 
   // The weights of `chunk` into ring stage `stage` (zeros for a lane segment past K, in a
-  // partial last chunk). Each lane copies, and later reads, only its own pieces.
+  // partial last chunk; the tiled layout holds those zeros). Each lane copies, and later
+  // reads, only its own pieces.
   auto copy_weights = [&](int stage, int chunk) {
     const bool valid = chunk * kChunk + 32 * c + 32 <= p.K;
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-        copy_async(ring + stage * kStageBytes + ((r * 2 + h) * 32 + lane) * 16,
-                   w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
+      for (int h = 0; h < 2; ++h) {
+        uint8_t* const to = ring + stage * stage_bytes + ((r * 2 + h) * 32 + lane) * 16;
+        if constexpr (TL) copy_async(to, w_tile[r] + chunk * kTileBytes + (h * 32 + lane) * 16, true);
+        else copy_async(to, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
+      }
   };
-  // The scale bytes of `chunk` into stage `stage`: row i of a tile by lane i (lanes read
-  // them back after a __syncwarp). The host pads every row to whole chunks.
+  // The scale bytes of `chunk` into stage `stage` (lanes read them back after a
+  // __syncwarp). Rows layout: row i of a tile by lane i; the host pads every row to whole
+  // chunks. Tiled layout: the tile's 16 rows of scale bytes are one run of 128 (NVFP4) or
+  // 64 (MXFP4) bytes after its weights, 16 bytes per lane.
   auto copy_scales = [&](int stage, int chunk) {
-    if constexpr (PLANT != kConstScales) {
-      if (lane < 16) {
+    uint8_t* const to = ring + stage * stage_bytes + R * kWeightTileBytes;
+    if constexpr (TL) {
+      if (lane < kScaleBytes) {
 #pragma unroll
         for (int r = 0; r < R; ++r)
-          copy_async_small<kScaleBytes>(ring + stage * kStageBytes + R * kWeightTileBytes + (r * 16 + lane) * kScaleBytes,
-                                        s_row[r] + chunk * kScaleBytes);
+          copy_async(to + r * 16 * kScaleBytes + lane * 16, w_tile[r] + chunk * kTileBytes + kWeightTileBytes + lane * 16,
+                     true);
+      }
+    } else if (lane < 16) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) copy_async_small<kScaleBytes>(to + (r * 16 + lane) * kScaleBytes, s_row[r] + chunk * kScaleBytes);
+    }
+    if constexpr (XR) {  // the tokens' x over the chunk: 16 pieces of 8 elements per token, zeros past K
+      uint8_t* const x_to = ring + stage * stage_bytes + kStageBytes;
+      for (int i = lane; i < tokens * 16; i += 32) {
+        const int t = i >> 4, k = chunk * kChunk + 8 * (i & 15);
+        const bool valid = k < p.K;
+        copy_async_x(x_to + i * 16, static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0),
+                     valid);
       }
     }
   };
@@ -331,10 +370,8 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const uint8_t* row = ring + stage * kStageBytes + R * kWeightTileBytes + (r * 16 + g + 8 * h) * kScaleBytes;
-        if constexpr (PLANT == kConstScales) {
-          bytes[r][h] = 0x3838;
-        } else if constexpr (PLANT == kScaleOffByOne) {  // the next block's scale (the chunk's last keeps its own)
+        const uint8_t* row = ring + stage * stage_bytes + R * kWeightTileBytes + (r * 16 + g + 8 * h) * kScaleBytes;
+        if constexpr (PLANT == kScaleOffByOne) {  // the next block's scale (the chunk's last keeps its own)
           uint32_t b = 0;
 #pragma unroll
           for (int k = 0; k < kScalesPerLane; ++k) b |= uint32_t{row[min(kScalesPerLane * c + k + 1, kScaleBytes - 1)]} << (8 * k);
@@ -347,17 +384,17 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       }
   };
 
-  // The ring: chunk i (weights and scales) is copied into stage i % S, one commit group per
-  // chunk (empty groups past the end keep the count uniform), S - 1 chunks before it is
-  // used. At chunk i a lane first issues its weight copies of chunk i + S - 1 (into the
-  // stage it read at chunk i - 1), waits for chunk i, then meets the warp at a __syncwarp,
-  // which makes every lane's copies of chunk i visible and orders all lanes' reads of
-  // chunk i - 1's scales before the scale copies of chunk i + S - 1 into that stage.
+  // The ring: step n's chunk (weights and scales) is copied into stage n % S, one commit
+  // group per step (empty groups past the end keep the count uniform), S - 1 steps before
+  // it is used. At step n a lane first issues its weight copies of step n + S - 1 (into the
+  // stage it read at step n - 1), waits for step n, then meets the warp at a __syncwarp,
+  // which makes every lane's copies of step n visible and orders all lanes' reads of step
+  // n - 1's scales before the scale copies of step n + S - 1 into that stage.
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) {
-    if (chunk_begin + i < chunk_end) {
-      copy_weights(i, chunk_begin + i);
-      copy_scales(i, chunk_begin + i);
+    if (i < steps) {
+      copy_weights(i, chunk_at(i));
+      copy_scales(i, chunk_at(i));
     }
     commit_async();
   }
@@ -370,7 +407,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // Four loads per thread are in flight before the first store.
   const int row_bytes = x_row_bytes(per_split);
   const int my_chunks = max(chunk_end - chunk_begin, 0);
-  const int x_groups = tokens * my_chunks * 16;
+  const int x_groups = XR ? 0 : tokens * my_chunks * 16;
   constexpr int kXBatch = 4;
   for (int i0 = threadIdx.x; i0 < x_groups; i0 += kXBatch * kWarps * 32) {
     uint4 v[kXBatch];
@@ -395,64 +432,117 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       }
     }
   }
-  __syncthreads();
+  if constexpr (!XR) __syncthreads();
   // lanes of tokens past the end read the last token (their results are never stored)
   const uint8_t* x_lane[MT];
 #pragma unroll
-  for (int j = 0; j < MT; ++j) x_lane[j] = x_smem + min(8 * j + g, tokens - 1) * row_bytes + c * 16;
+  for (int j = 0; j < MT; ++j) {
+    const int token = min(8 * j + g, tokens - 1);
+    x_lane[j] = XR ? ring + kStageBytes + token * kChunk * 2 + c * 64 : x_smem + token * row_bytes + c * 16;
+  }
 
-  auto compute = [&](const uint4 (&wq)[R][2], const uint32_t (&bytes)[R][2], int q) {
-    uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
+  // x's MMA operands of word w for stage `stage` (XR: permuted from the stage's copy of
+  // x; else pre-permuted in the staged slice at chunk q of the CTA's range)
+  auto load_bx = [&](int j, int stage, int q, int w) -> uint4 {
+    if constexpr (XR) {
+      const uint4 v = *reinterpret_cast<const uint4*>(x_lane[j] + stage * stage_bytes + w * 16);
+      return make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632));
+    } else {
+      return *reinterpret_cast<const uint4*>(x_lane[j] + q * 256 + w * 64);
+    }
+  };
+
+  auto compute = [&](const uint4 (&wq)[R][2], const uint32_t (&bytes)[R][2], int stage, int q) {
+    if constexpr (PLANT == kNoMath) {  // keep the ring's reads, skip decode and MMAs
+      uint32_t bits = 0;
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+      for (int r = 0; r < R; ++r) bits ^= wq[r][0].x ^ wq[r][0].y ^ wq[r][0].z ^ wq[r][0].w ^ wq[r][1].x ^ wq[r][1].y ^
+                                          wq[r][1].z ^ wq[r][1].w ^ bytes[r][0] ^ bytes[r][1];
+      acc[0][0][0] += __uint_as_float(bits & 0x007FFFFFu);
+    } else {
+      uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
 #pragma unroll
-      for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r][h], scale[r][h]);
+      for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
+        for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r][h], scale[r][h]);
 #pragma unroll
-      for (int j = 0; j < MT; ++j) bx[j] = *reinterpret_cast<const uint4*>(x_lane[j] + q * 256 + w * 64);
+      for (int w = 0; w < 4; ++w) {
+        uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        uint32_t lo[4], hi[4];  // rows g and g + 8
-        const uint4& q0 = wq[r][0];
-        const uint4& q1 = wq[r][1];
-        decode_word<T, FORMAT, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
-        decode_word<T, FORMAT, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
+        for (int j = 0; j < MT; ++j) bx[j] = load_bx(j, stage, q, w);
 #pragma unroll
-        for (int t = 0; t < 2; ++t) {
-          const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
+        for (int r = 0; r < R; ++r) {
+          uint32_t lo[4], hi[4];  // rows g and g + 8
+          const uint4& q0 = wq[r][0];
+          const uint4& q1 = wq[r][1];
+          decode_word<T, FORMAT, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
+          decode_word<T, FORMAT, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
 #pragma unroll
-          for (int j = 0; j < MT; ++j) Act<T>::mma(acc[r][j], a, t == 0 ? bx[j].x : bx[j].z, t == 0 ? bx[j].y : bx[j].w);
+          for (int t = 0; t < 2; ++t) {
+            const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
+#pragma unroll
+            for (int j = 0; j < MT; ++j)
+              Act<T>::mma(acc[r][j], a, t == 0 ? bx[j].x : bx[j].z, t == 0 ? bx[j].y : bx[j].w);
+          }
         }
       }
     }
   };
 
-  for (int base = chunk_begin; base < chunk_end; base += S) {
+  for (int base = 0; base < steps; base += S) {
 #pragma unroll
     for (int i = 0; i < S; ++i) {
-      const int chunk = base + i;
-      if (chunk < chunk_end) {
+      const int step = base + i;
+      if (step < steps) {
         constexpr int kAhead = S - 1;
-        const bool ahead = chunk + kAhead < chunk_end;
-        if (ahead) copy_weights((i + kAhead) % S, chunk + kAhead);
-        wait_async<S - 2>();  // chunk's group has landed (the copies just issued are not committed yet)
+        const bool ahead = step + kAhead < steps;
+        if (ahead) copy_weights((i + kAhead) % S, chunk_at(step + kAhead));
+        wait_async<S - 2>();  // step's group has landed (the copies just issued are not committed yet)
         __syncwarp();
-        if (ahead) copy_scales((i + kAhead) % S, chunk + kAhead);
+        if (ahead) copy_scales((i + kAhead) % S, chunk_at(step + kAhead));
         commit_async();
         uint4 wq[R][2];
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wq[r][h] = reinterpret_cast<const uint4*>(ring + i * kStageBytes)[(r * 2 + h) * 32 + lane];
+          for (int h = 0; h < 2; ++h) wq[r][h] = reinterpret_cast<const uint4*>(ring + i * stage_bytes)[(r * 2 + h) * 32 + lane];
         uint32_t scale_bytes[R][2];
         read_scales(i, scale_bytes);
-        compute(wq, scale_bytes, chunk - chunk_begin);
+        compute(wq, scale_bytes, i, chunk_at(step) - chunk_begin);
       }
     }
   }
-  wait_async<0>();  // no copy may be in flight when the CTA exits
+  wait_async<0>();  // no copy may be in flight when the CTA exits (nor when the ring is reused below)
+
+  // The KW warps of a row group summed in warp order through shared memory (the rings are
+  // free now): warp kw > 0 leaves its sums, the group's first warp adds them and stores.
+  const bool storer = kw == 0;
+  if constexpr (KW > 1) {
+    constexpr int kPerWarp = R * MT * 4 * 32;
+    static_assert(kPerWarp * 4 <= S * kStageBytes, "a warp's sums fit in its ring");
+    // (parked at kPerWarp floats per warp: within the rings, which span S * stage_bytes per warp)
+    float* const parked = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warp is past its ring and x
+    if (!storer) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int j = 0; j < MT; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) parked[warp * kPerWarp + ((r * MT + j) * 4 + i) * 32 + lane] = acc[r][j][i];
+    }
+    __syncthreads();
+    if (storer) {
+#pragma unroll
+      for (int s = 1; s < KW; ++s)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int j = 0; j < MT; ++j)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[r][j][i] += parked[(warp + s) * kPerWarp + ((r * MT + j) * 4 + i) * 32 + lane];
+    }
+  }
 
   const float gs = __ldg(p.global_scale) * Scales<T, FORMAT>::kResultFactor;
   auto store_y = [&](int64_t index, float v) {
@@ -462,6 +552,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   };
   // accumulator element i of tile (r, j): row g + 8 * (i / 2), token 2c + i % 2
   if (p.split_k == 1) {
+    if (!storer) return;
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -483,7 +574,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       for (int i = 0; i < 4; ++i) {
         const int row = row0 + r * 16 + g + 8 * (i / 2);
         const int token = token0 + 8 * j + 2 * c + (i % 2);
-        if (row < p.N && token < p.M) {
+        if (storer && row < p.N && token < p.M) {
           __stcg(p.partials + blockIdx.y * plane + static_cast<int64_t>(token) * p.N + row, acc[r][j][i]);
         }
       }
@@ -500,7 +591,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     if (is_last) __threadfence();
   }
   __syncthreads();
-  if (!is_last) return;
+  if (!is_last || !storer) return;
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -520,12 +611,14 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 }
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: 1 for M <= 8, else 2;
-// larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2) and S
-// (ring stages, 4 or 8) are tuning choices. Planted bugs exist for R = 1.
-template <typename T, int FORMAT, int MT, int R, int S, int PLANT>
+// larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2), S
+// (ring stages, 4 or 8), KW (warps along K per row group: 1, 2 or 4) and XR (x rides the
+// ring; MT = 1 only) are tuning choices, TL (tiled layout) follows the weight's layout.
+// Planted bugs and diagnostics exist for R = 1, S = 4.
+template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
 cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, PLANT>;
-  const int bytes = gemm_shared_bytes(p, FORMAT, R, S);
+  const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, KW, TL, XR, PLANT>;
+  const int bytes = gemm_shared_bytes(p, FORMAT, R, S, XR != 0);
   if (bytes > kDefaultSharedBytes) {  // above the default dynamic shared memory limit: opt in, per device
     constexpr int kDevices = 64;
     static int opted[kDevices] = {};  // the largest size opted in so far on each device
@@ -542,44 +635,68 @@ cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR>
+cudaError_t launch_plant(const GemmParams& p, int plant, dim3 grid, cudaStream_t stream) {
+  if (plant == kNoPlant) return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNoPlant>(p, grid, stream);
+  if constexpr (R != 1 || S != 4) {
+    return cudaErrorInvalidValue;
+  } else {
+    switch (plant) {
+      case kNibbleSwap: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNibbleSwap>(p, grid, stream);
+      case kScaleOffByOne: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kScaleOffByOne>(p, grid, stream);
+      case kNoMath: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNoMath>(p, grid, stream);
+      default: return cudaErrorInvalidValue;
+    }
+  }
+}
+
+template <typename T, int FORMAT, int MT, int R, int S, int KW>
+cudaError_t launch_layout(const GemmParams& p, bool tiled, bool x_ring, int plant, dim3 grid, cudaStream_t stream) {
+  if constexpr (MT == 1) {
+    if (x_ring) {
+      return tiled ? launch_plant<T, FORMAT, MT, R, S, KW, 1, 1>(p, plant, grid, stream)
+                   : launch_plant<T, FORMAT, MT, R, S, KW, 0, 1>(p, plant, grid, stream);
+    }
+  }
+  return tiled ? launch_plant<T, FORMAT, MT, R, S, KW, 1, 0>(p, plant, grid, stream)
+               : launch_plant<T, FORMAT, MT, R, S, KW, 0, 0>(p, plant, grid, stream);
+}
+
 template <typename T, int FORMAT, int MT, int R, int S>
-cudaError_t launch_rows(const GemmParams& p, int plant, dim3 grid, cudaStream_t stream) {
-  switch (plant) {
-    case kNoPlant: return launch_kernel<T, FORMAT, MT, R, S, kNoPlant>(p, grid, stream);
-    case kNibbleSwap:
-      if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
-      else return launch_kernel<T, FORMAT, MT, R, S, kNibbleSwap>(p, grid, stream);
-    case kScaleOffByOne:
-      if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
-      else return launch_kernel<T, FORMAT, MT, R, S, kScaleOffByOne>(p, grid, stream);
-    case kConstScales:
-      if constexpr (R != 1 || S != 4) return cudaErrorInvalidValue;
-      else return launch_kernel<T, FORMAT, MT, R, S, kConstScales>(p, grid, stream);
+cudaError_t launch_k_warps(const GemmParams& p, int k_warps, bool tiled, bool x_ring, int plant, dim3 grid,
+                           cudaStream_t stream) {
+  switch (k_warps) {
+    case 1: return launch_layout<T, FORMAT, MT, R, S, 1>(p, tiled, x_ring, plant, grid, stream);
+    case 2: return launch_layout<T, FORMAT, MT, R, S, 2>(p, tiled, x_ring, plant, grid, stream);
+    case 4: return launch_layout<T, FORMAT, MT, R, S, 4>(p, tiled, x_ring, plant, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
 template <typename T, int FORMAT, int MT, int R>
-cudaError_t launch_stages(const GemmParams& p, int stages, int plant, dim3 grid, cudaStream_t stream) {
-  if (stages == 4) return launch_rows<T, FORMAT, MT, R, 4>(p, plant, grid, stream);
-  if (stages == 8) return launch_rows<T, FORMAT, MT, R, 8>(p, plant, grid, stream);
+cudaError_t launch_stages(const GemmParams& p, int stages, int k_warps, bool tiled, bool x_ring, int plant, dim3 grid,
+                          cudaStream_t stream) {
+  if (stages == 4) return launch_k_warps<T, FORMAT, MT, R, 4>(p, k_warps, tiled, x_ring, plant, grid, stream);
+  if (stages == 8) return launch_k_warps<T, FORMAT, MT, R, 8>(p, k_warps, tiled, x_ring, plant, grid, stream);
   return cudaErrorInvalidValue;
 }
 
+// x_ring applies to M <= 8 (one token tile); larger M stage x per CTA.
 template <typename T, int FORMAT>
-cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream) {
+cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring,
+                          int plant, cudaStream_t stream) {
   const int mt = token_tiles(p.M);
-  const int rows_per_cta = kWarps * 16 * rows_per_warp;
   const int groups = (p.M + 8 * mt - 1) / (8 * mt);
+  const int rows = cta_rows(rows_per_warp, k_warps);
   const int batch = p.row_expert != nullptr ? p.routed_rows : 1;
-  const dim3 grid(((p.N + rows_per_cta - 1) / rows_per_cta) * groups, p.split_k, batch);
+  const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k, batch);
   if (rows_per_warp == 1) {
-    return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, plant, grid, stream)
-                   : launch_stages<T, FORMAT, 2, 1>(p, stages, plant, grid, stream);
+    return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
+                   : launch_stages<T, FORMAT, 2, 1>(p, stages, k_warps, tiled, false, plant, grid, stream);
   }
   if (rows_per_warp == 2) {
-    return mt == 1 ? launch_stages<T, FORMAT, 1, 2>(p, stages, plant, grid, stream)
-                   : launch_stages<T, FORMAT, 2, 2>(p, stages, plant, grid, stream);
+    return mt == 1 ? launch_stages<T, FORMAT, 1, 2>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
+                   : launch_stages<T, FORMAT, 2, 2>(p, stages, k_warps, tiled, false, plant, grid, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -14,8 +14,13 @@ constexpr int kChunk = 128;  // K elements per step of a warp
 
 struct GemmParams {
   const void* x;              // [M, K] bf16/fp16, rows of stride x_stride elements
-  const uint8_t* packed;      // [N, K/2]
-  const uint8_t* scales;      // [N, chunks * chunk_scale_bytes]: whole chunks per row
+  // Rows layout: packed [N, K/2] rows, scales [N, chunks * chunk_scale_bytes] (whole
+  // chunks per row). Tiled layout (the launchers' `tiled`): packed is [ceil(N/16), chunks,
+  // ring_tile_bytes] (packed_stride bytes per 16-row tile), each piece one ring stage of one
+  // 16-row tile as the kernel keeps it in shared memory (weights, then the 16 rows' scale
+  // bytes), so a warp's copy of a chunk is one contiguous run; scales is unused there.
+  const uint8_t* packed;
+  const uint8_t* scales;
   const float* global_scale;  // one fp32 (NVFP4; ones for MXFP4)
   void* y;                    // [M, N], rows of stride y_stride elements
   float* partials;            // [split_k, M, N] fp32 when split_k > 1
@@ -37,6 +42,10 @@ struct GemmParams {
 // 8-token tiles per CTA for M tokens (more than 16 tokens: several token groups of 16)
 inline int token_tiles(int m) { return m <= 8 ? 1 : 2; }
 
+// Weight rows of one CTA: its warps form kWarps / k_warps row groups of rows_per_warp
+// 16-row tiles each, the k_warps warps of a group sharing the CTA's K range.
+inline int cta_rows(int rows_per_warp, int k_warps) { return kWarps / k_warps * 16 * rows_per_warp; }
+
 constexpr int kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory a launch gets without opting in
 constexpr int kWeightTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one chunk: two 16-byte loads per lane
 
@@ -45,7 +54,8 @@ constexpr int kWeightTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one 
 // (the host pads the rows when K % 128 != 0) and start at a multiple of this many bytes.
 __host__ __device__ constexpr int chunk_scale_bytes(int format) { return format == 0 ? 8 : 4; }
 
-// One ring stage of one warp's 16-row tile: the packed weights, then the 16 rows' scale bytes.
+// One ring stage of one warp's 16-row tile: the packed weights, then the 16 rows' scale bytes
+// (also one piece of the tiled layout: cuda_gemm.tiled_layout).
 __host__ __device__ constexpr int ring_tile_bytes(int format) { return kWeightTileBytes + 16 * chunk_scale_bytes(format); }
 
 // One token's x over `chunks` chunks in shared memory, plus 64 bytes so that neighbouring
@@ -53,20 +63,29 @@ __host__ __device__ constexpr int ring_tile_bytes(int format) { return kWeightTi
 // 16-byte load). Mirrored by cuda_gemm.x_shared_bytes.
 __host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChunk * 2 + 64; }
 
+// x of `tokens` tokens over one chunk, as it rides a ring stage (x_ring: at most 8 tokens).
+__host__ __device__ constexpr int ring_x_bytes(int tokens) { return tokens * kChunk * 2; }
+
 // Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
-// weights and scales), then the CTA's x: its tokens (at most 8 per token tile) over the
-// chunks of one split of K (w4a16_gemm.cuh).
-inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp, int stages) {
+// weights and scales; with x_ring also the tokens' x over the chunk), then, without
+// x_ring, the CTA's x: its tokens (at most 8 per token tile) over the chunks of one split
+// of K (w4a16_gemm.cuh).
+inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp, int stages, bool x_ring) {
   const int chunks = (p.K + kChunk - 1) / kChunk;
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
   const int tokens = p.M < 8 * token_tiles(p.M) ? p.M : 8 * token_tiles(p.M);
-  return kWarps * stages * rows_per_warp * ring_tile_bytes(format) + tokens * x_row_bytes(per_split);
+  const int stage = rows_per_warp * ring_tile_bytes(format) + (x_ring ? ring_x_bytes(tokens) : 0);
+  return kWarps * stages * stage + (x_ring ? 0 : tokens * x_row_bytes(per_split));
 }
 
-cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
-cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
+                             cudaStream_t stream);
+cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
+                             cudaStream_t stream);
+cudaError_t launch_fp16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
+                             cudaStream_t stream);
+cudaError_t launch_fp16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
+                             cudaStream_t stream);
 
 }  // namespace w4a16
 }  // namespace swiglu_check
