@@ -84,9 +84,7 @@ def token_tiles(m: int) -> int:
 
 def output_tiles(m: int, n: int, rows_per_cta: int) -> int:
     """CTAs per split: weight-row tiles of `rows_per_cta` rows times token groups."""
-    rows = rows_per_cta
-    tokens = 8 * token_tiles(m)
-    return -(-n // rows) * -(-m // tokens)
+    return -(-n // rows_per_cta) * -(-m // (8 * token_tiles(m)))
 
 
 def chunk_scale_bytes(fmt: str) -> int:
@@ -124,22 +122,19 @@ def tiled_layout(weight: FP4Weight) -> torch.Tensor:
     A warp then copies each chunk as one contiguous run (the rows layout reads 16 runs of
     64 bytes and 16 scale pieces of 8 or 4). Same bytes, rearranged: made once per weight
     (`cached_tiled_layout`), as an inference engine does when it loads weights."""
-    packed = weight.packed
-    *lead, n, half = packed.shape
+    *lead, n, half = weight.packed.shape
     k = 2 * half
     chunks = -(-k // CHUNK)
     tiles = -(-n // 16)
     per_chunk = chunk_scale_bytes(weight.format)
-    codes = torch.zeros((*lead, tiles * 16, chunks * CHUNK // 2), dtype=torch.uint8, device=packed.device)
-    codes[..., :n, :half] = packed
     dims = len(lead)
-    # rows 16t + 8h + g, bytes 64q + 16c + b -> [t, q, h, g, c, b] (lane = 4g + c)
-    codes = codes.view(*lead, tiles, 2, 8, chunks, 4, 16)
+    # zero rows past N, zero bytes past K; rows 16t + 8h + g, bytes 64q + 16c + b -> [t, q, h, g, c, b]
+    codes = torch.nn.functional.pad(weight.packed, (0, chunks * CHUNK // 2 - half, 0, tiles * 16 - n))
+    codes = codes.reshape(*lead, tiles, 2, 8, chunks, 4, 16)
     codes = codes.permute(*range(dims), dims, dims + 3, dims + 1, dims + 2, dims + 4, dims + 5)
     codes = codes.reshape(*lead, tiles, chunks, 16 * CHUNK // 2)
-    scales = torch.zeros((*lead, tiles * 16, chunks * per_chunk), dtype=torch.uint8, device=packed.device)
-    scales[..., :n, :weight.scales.shape[-1]] = weight.scales
-    scales = scales.view(*lead, tiles, 16, chunks, per_chunk)
+    scales = torch.nn.functional.pad(chunk_padded_scales(weight.scales, weight.format, k), (0, 0, 0, tiles * 16 - n))
+    scales = scales.reshape(*lead, tiles, 16, chunks, per_chunk)
     scales = scales.permute(*range(dims), dims, dims + 2, dims + 1, dims + 3).reshape(*lead, tiles, chunks, 16 * per_chunk)
     return torch.cat([codes, scales], dim=-1).contiguous()
 

@@ -89,17 +89,13 @@ __device__ __forceinline__ void copy_async(void* smem, const void* gmem, bool va
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
 }
-// 4 or 8 bytes global -> shared through L1 (cp.async.cg takes 16 only): a row's scale bytes.
+// 4, 8 or 16 bytes global -> shared through L1, zero-filled when !valid: a row's scale
+// bytes (cp.async.cg takes 16 only) and x riding the ring (the CTAs of an SM read the same x).
 template <int BYTES>
-__device__ __forceinline__ void copy_async_small(void* smem, const void* gmem) {
-  static_assert(BYTES == 4 || BYTES == 8, "cp.async.ca copies 4, 8 or 16 bytes");
+__device__ __forceinline__ void copy_async_l1(void* smem, const void* gmem, bool valid = true) {
+  static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async.ca copies 4, 8 or 16 bytes");
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(dst), "l"(gmem), "n"(BYTES));
-}
-// 16 bytes of x global -> shared through L1 (the CTAs of an SM read the same x): zero-filled when !valid.
-__device__ __forceinline__ void copy_async_x(void* smem, const void* gmem, bool valid) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(dst), "l"(gmem), "n"(BYTES), "r"(valid ? BYTES : 0));
 }
 __device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
 template <int N>
@@ -276,7 +272,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   const int row_warp = warp / KW;
   const int g = lane >> 2;
   const int c = lane & 3;
-  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale bytes
   // token groups vary fastest along x, so the CTAs reading one weight tile for different
   // tokens run together and share its bytes through L2
   const int groups = (p.M + 8 * MT - 1) / (8 * MT);
@@ -286,6 +281,8 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // XR: each stage also holds the tokens' x over the stage's chunk, [token][128 elements]
   // as in memory (ring_x_bytes); else the CTA stages its x over its K range up front
   const int stage_bytes = kStageBytes + (XR ? ring_x_bytes(tokens) : 0);
+  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale
+  // bytes, then (XR) x
   uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * stage_bytes;
   uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem) + kWarps * S * stage_bytes;
 
@@ -305,13 +302,16 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   constexpr int kTileBytes = ring_tile_bytes(FORMAT);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
+    if constexpr (TL) {
+      w_tile[r] = p.packed + static_cast<int64_t>(min(row0 / 16 + r, (p.N - 1) / 16)) * p.packed_stride;
+    } else {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = min(row0 + r * 16 + g + 8 * h, p.N - 1);
-      w_row[r][h] = p.packed + row * p.packed_stride + 16 * c;
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = min(row0 + r * 16 + g + 8 * h, p.N - 1);
+        w_row[r][h] = p.packed + row * p.packed_stride + 16 * c;
+      }
+      s_row[r] = p.scales + min(row0 + r * 16 + (lane & 15), p.N - 1) * p.scale_stride;
     }
-    s_row[r] = p.scales + min(row0 + r * 16 + (lane & 15), p.N - 1) * p.scale_stride;
-    w_tile[r] = p.packed + static_cast<int64_t>(min(row0 / 16 + r, (p.N - 1) / 16)) * p.packed_stride;
   }
 
   // (one accumulator per tile: two chains of 4 MMAs per chunk measured the same, 18.0 vs 18.1 us)
@@ -352,14 +352,14 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       }
     } else if (lane < 16) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) copy_async_small<kScaleBytes>(to + (r * 16 + lane) * kScaleBytes, s_row[r] + chunk * kScaleBytes);
+      for (int r = 0; r < R; ++r) copy_async_l1<kScaleBytes>(to + (r * 16 + lane) * kScaleBytes, s_row[r] + chunk * kScaleBytes);
     }
     if constexpr (XR) {  // the tokens' x over the chunk: 16 pieces of 8 elements per token, zeros past K
       uint8_t* const x_to = ring + stage * stage_bytes + kStageBytes;
       for (int i = lane; i < tokens * 16; i += 32) {
         const int t = i >> 4, k = chunk * kChunk + 8 * (i & 15);
         const bool valid = k < p.K;
-        copy_async_x(x_to + i * 16, static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0),
+        copy_async_l1<16>(x_to + i * 16, static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0),
                      valid);
       }
     }
@@ -520,7 +520,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   if constexpr (KW > 1) {
     constexpr int kPerWarp = R * MT * 4 * 32;
     static_assert(kPerWarp * 4 <= S * kStageBytes, "a warp's sums fit in its ring");
-    // (parked at kPerWarp floats per warp: within the rings, which span S * stage_bytes per warp)
     float* const parked = reinterpret_cast<float*>(smem);
     __syncthreads();  // every warp is past its ring and x
     if (!storer) {
