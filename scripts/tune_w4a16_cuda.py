@@ -8,7 +8,7 @@
 The config space (defaults: what won or came close on the H100 in session 5, 36
 configs) is the product of --rows, --k-warps, --ctas, --stages, --tiled (0: the
 weight's own rows layout, 1: the tiled layout made once per weight, outside the timing,
-as an engine does at load) and --x-ring (1: x rides the warps' rings at M <= 8). --variants also times the kernel's diagnostic
+as an engine does at load) and --x-ring (1: x streams through a ring shared by the CTA's warps). --variants also times the kernel's diagnostic
 variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
 multiplying) at rows 1 and 4
 stages for each --k-warps, --ctas and --tiled value; they are reported beside the
@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--ctas", default="2,4,8", help="ctas_per_sm values (the split-K aim)")
     parser.add_argument("--stages", default="4", help="ring stages")
     parser.add_argument("--tiled", default="1", help="weight layouts: 0 rows, 1 tiled")
-    parser.add_argument("--x-ring", default="0,1", help="x staging: 0 per CTA, 1 in the rings (M <= 8)")
+    parser.add_argument("--x-ring", default="0,1", help="x path: 0 staged per CTA up front, 1 a CTA-wide ring")
     parser.add_argument("--variants", default="", help="diagnostic kernel variants to time too (cuda_gemm.PLANTS)")
     args = parser.parse_args()
     import torch

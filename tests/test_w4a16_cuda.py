@@ -11,6 +11,8 @@ backends PASS.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import re
 from pathlib import Path
@@ -30,10 +32,10 @@ from swiglu_check.references import fp4
 from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
-# per source, weight layout (rows, tiled) and token tile count: ((rows per warp 1, 2) x (ring
-# stages 4, 8) + the 2 plants and the diagnostic (rows per warp 1, 4 stages)) x (warps along K
-# 1, 2, 4); one token tile twice (x staged per CTA or riding the ring), two token tiles once
-KERNELS_PER_SOURCE = (2 * 2 + 3) * 3 * (2 + 1) * 2
+# per source and token tile count (1, 2), three x and weight paths (rows layout with x staged
+# per CTA; tiled layout with x staged or in the CTA's ring), each ((rows per warp 1, 2) + the
+# 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4), 4 ring stages
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 3
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +84,9 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     assert cuda_gemm.choose_split_k(8, 14336, 4096, cfg, 132) == 4
     assert cuda_gemm.x_shared_bytes(16, 4096, 4) == 16 * (8 * 256 + 64) > cuda_gemm.X_SHARED_BUDGET
     assert cuda_gemm.choose_split_k(16, 14336, 4096, cfg, 132) == 5
+    # x streaming through the CTA's ring takes no slice of K: occupancy alone decides
+    assert cuda_gemm.choose_split_k(16, 14336, 4096, dataclasses.replace(cfg, tiled=True, x_ring=True), 132) == 4
+    assert cuda_gemm.choose_split_k(100, 4096, 4096, dataclasses.replace(cfg, tiled=True, x_ring=True), 132) == 2
     # one token over K = 14336: 28.7 KB of x, no split needed for it
     assert cuda_gemm.min_split_for_x(1, 14336) == 1
     # K of 256 (2 chunks): no split leaves a split with fewer than two chunks
@@ -211,15 +216,17 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(), cuda_gemm.CudaGemmConfig(rows_per_warp=1),
                                     cuda_gemm.CudaGemmConfig(split_k=3),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, stages=8, split_k=2),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, stages=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, split_k=2),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, split_k=3),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, stages=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, stages=8, split_k=3, tiled=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, split_k=2, x_ring=True)],
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, split_k=2, tiled=True,
+                                                             x_ring=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True, x_ring=True)],
                          ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape

@@ -41,7 +41,9 @@ PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3}
 K_WARPS = (1, 2, 4)  # warps of a CTA along K that the kernels are instantiated for
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
 X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a group x its K range)
-STAGES = (4, 8)  # the ring depths the kernels are instantiated for
+# the ring depths the kernels are instantiated for: 8 won two of 24 shapes by 1-2% in
+# session 5 and doubled the build (223 s on the H100 with it, session 6), so it went
+STAGES = (4,)
 PLANT_STAGES = 4  # planted bugs are instantiated for rows_per_warp 1 with this ring only
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
@@ -53,16 +55,16 @@ class CudaGemmConfig:
     rows_per_warp: int = 2  # 16-row tiles per warp (1 or 2)
     ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
     split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
-    stages: int = 4  # weight chunks in each warp's shared-memory ring (4 or 8): S - 1 in flight
+    stages: int = 4  # weight chunks in each warp's shared-memory ring (STAGES): S - 1 in flight
     k_warps: int = 1  # warps sharing a CTA's K range (1, 2, 4): the CTA covers 64 / k_warps * rows_per_warp rows
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
-    x_ring: bool = False  # M <= 8: x rides each warp's ring with the weights (else the CTA stages it up front)
+    x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
 
     def __post_init__(self) -> None:
         if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES or self.k_warps not in K_WARPS
-                or self.ctas_per_sm < 1 or self.split_k < 0):
+                or self.ctas_per_sm < 1 or self.split_k < 0 or (self.x_ring and not self.tiled)):
             raise ValueError(f"bad CUDA W4A16 config {self}: rows_per_warp 1 or 2, stages one of {STAGES},"
-                             f" k_warps one of {K_WARPS}, ctas_per_sm >= 1, split_k >= 0")
+                             f" k_warps one of {K_WARPS}, ctas_per_sm >= 1, split_k >= 0, x_ring only tiled")
 
     @property
     def rows_per_cta(self) -> int:
@@ -178,7 +180,7 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
     """The largest power-of-two split of K (at most SPLIT_K_MAX, at least two 128-chunks
     per split) that keeps the grid (`batches` GEMMs of M x N, e.g. routed rows) within
     `ctas_per_sm * sms` CTAs; at least the split whose x slice fits the shared-memory budget
-    where the CTA stages x (not with x_ring at M <= 8)."""
+    where the CTA stages x up front (not with x_ring)."""
     if config.split_k:
         return config.split_k
     tiles = output_tiles(m, n, config.rows_per_cta) * batches
@@ -187,19 +189,20 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
     while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
            and chunks // (split * 2) >= 2):
         split *= 2
-    return split if config.x_ring and token_tiles(m) == 1 else max(split, min_split_for_x(m, k))
+    return split if config.x_ring else max(split, min_split_for_x(m, k))
 
 
 # (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
 # and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces this one.
-# Measured on the H100 (2026-11-22, session 5: scripts/tune_w4a16_cuda.py, CUDA-graph device
-# time, the config with the smallest geometric mean over the bench shapes of each M;
-# kernels/w4a16/NOTES.md). The tiled layout won every shape; at M = 1, four warps along K
-# (16-row CTAs) won 1x4096x4096 by 20% and lost the two large shapes by 0-6%.
+# Measured on the H100 (2026-11-22, session 6: scripts/tune_w4a16_cuda.py inside
+# scripts/gpu-check, CUDA-graph device time, the config with the smallest geometric mean over
+# the bench shapes of each M; kernels/w4a16/NOTES.md). The tiled layout won every shape; x
+# through the CTA's ring won every shape above M = 1 (16x4096x14336: 31.5 -> 22.7 us) and
+# lost every M = 1 shape (its per-step barrier; 16.3 -> 20.0 us at 1x4096x14336).
 GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = (
     (1, CudaGemmConfig(rows_per_warp=1, k_warps=4, ctas_per_sm=2, stages=4, tiled=True)),
-    (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True)),
-    (1 << 30, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True)),
+    (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)),
+    (1 << 30, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True, x_ring=True)),
 )
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 

@@ -17,7 +17,7 @@
 // MXFP4, E8M0 per 32; cuda_gemm.chunk_padded_scales), global_scale
 // fp32 [1], y [M, N] of x's dtype. K must be a multiple of 32. split_k > 1 needs fp32
 // `partials` of at least split_k * M * N and zeroed int32 `counters`, one per output tile
-// (the kernel leaves them zero again). `stages` (4 or 8): weight chunks in the shared
+// (the kernel leaves them zero again). `stages` (4): weight chunks in the shared
 // memory ring of each warp; `k_warps` (1, 2 or 4): warps of a CTA sharing its K range
 // (a CTA then covers 64 / k_warps * rows_per_warp rows). Runs on the current CUDA stream.
 // `plant` (1: nibble order swapped, 2: the next block's scale; 3: a diagnostic, see
@@ -27,8 +27,8 @@
 // uint8 [ceil(N/16), chunks, tile bytes] ([E, ...] for routed rows), scales and rows
 // included, N taken from y; `scales` is then unused (pass an empty tensor).
 //
-// x_ring = 1 (used for M <= 8 only): each warp's ring stages carry x over their chunk
-// instead of the CTA staging x over its K range up front.
+// x_ring = 1: x streams chunk by chunk through a ring shared by the CTA's warps instead of
+// the CTA staging x over its K range up front (which needs a split of K that fits).
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -65,7 +65,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
           int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
-  require(stages == 4 || stages == 8, "stages must be 4 or 8, got " + std::to_string(stages));
+  require(stages == 4, "stages must be 4, got " + std::to_string(stages));
   require(k_warps == 1 || k_warps == 2 || k_warps == 4, "k_warps must be 1, 2 or 4, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 3, "plant must be 0 to 3, got " + std::to_string(plant));
   require(plant == 0 || (rows_per_warp == 1 && stages == 4), "planted bugs exist for rows_per_warp 1 and 4 stages only");
@@ -81,6 +81,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   const int64_t experts = routed ? packed.size(0) : 1;
   require(tiled == 0 || tiled == 1, "tiled must be 0 or 1");
   require(x_ring == 0 || x_ring == 1, "x_ring must be 0 or 1");
+  require(!x_ring || tiled, "x_ring needs the tiled layout (tiled = 1)");
   // per routed row one token; else x's rows
   const int64_t m = routed ? 1 : x.size(0), k = x.size(1);
   if (routed) {
@@ -185,9 +186,9 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.scale_stride = tiled ? 0 : scales.stride(-2);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
-  const bool ring_x = x_ring && token_tiles(static_cast<int>(m)) == 1;
-  const int shared =
-      gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp), static_cast<int>(stages), ring_x);
+  const bool ring_x = x_ring != 0;
+  const int shared = gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp),
+                                       static_cast<int>(stages), static_cast<int>(k_warps), ring_x);
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
     int max_shared = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));

@@ -11,9 +11,12 @@
 // - A CTA is kWarps warps; warp `w` owns R tiles of 16 weight rows (the MMA's M side, so
 //   the few tokens sit in the MMA's N = 8 side: MT tiles of 8 tokens), and all warps of a
 //   CTA walk the same K chunks (128 elements) of one split of K.
-// - The CTA first stages its tokens' x over its K range in shared memory, already in MMA
-//   operand order (no per-chunk shuffles, no x registers in flight); the host picks a split
-//   of K that keeps this slice small (cuda_gemm.X_SHARED_BUDGET).
+// - x, one of two ways (XR): the CTA stages its tokens' x over its K range in shared memory
+//   up front, already in MMA operand order (the host picks a split of K that keeps this
+//   slice small: cuda_gemm.X_SHARED_BUDGET); or x streams chunk by chunk through a ring of
+//   S stages shared by the CTA's warps (cp.async, with the weights of the same step; a
+//   __syncthreads per step), permuted into operands as it is read, so x costs no split of
+//   K and no wait before the first chunk, and all the CTA's warps share each copy.
 // - Each warp streams its weights through its own ring of S chunks in shared memory
 //   (cp.async, S - 1 chunks in flight): the ring costs no registers, so the depth that
 //   covers DRAM latency does not cost occupancy (a register ring of 3-4 chunks did: 1.3x
@@ -260,12 +263,11 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   }
   constexpr int kScaleBytes = chunk_scale_bytes(FORMAT);  // per row and chunk
   constexpr int kScalesPerLane = kScaleBytes / 4;  // blocks covered by a lane's 32 elements of a chunk
-  constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);  // weights and scales of a ring stage (x follows with XR)
+  constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);  // weights and scales of a warp's ring stage
   static_assert(S >= 2, "the ring needs two stages at least");
   static_assert(kWarps % KW == 0, "the CTA's warps split into KW warps along K per row group");
-  static_assert(XR == 0 || MT == 1, "x rides the ring for one token tile only");
   constexpr int kRowWarps = kWarps / KW;  // row groups per CTA
-  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the rings, then x (without XR)
+  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the warps' rings, then x
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int kw = warp % KW;  // this warp's share of the CTA's K range: chunks kw, kw + KW, ...
@@ -278,13 +280,14 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   const int row0 = (blockIdx.x / groups) * (kRowWarps * R * 16) + row_warp * R * 16;
   const int token0 = (blockIdx.x % groups) * MT * 8;
   const int tokens = min(8 * MT, p.M - token0);
-  // XR: each stage also holds the tokens' x over the stage's chunk, [token][128 elements]
-  // as in memory (ring_x_bytes); else the CTA stages its x over its K range up front
-  const int stage_bytes = kStageBytes + (XR ? ring_x_bytes(tokens) : 0);
-  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale
-  // bytes, then (XR) x
-  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * stage_bytes;
-  uint8_t* x_smem = reinterpret_cast<uint8_t*>(smem) + kWarps * S * stage_bytes;
+  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale bytes
+  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * kStageBytes;
+  // XR: the CTA's x ring of S stages, each the x of the KW chunks its warps take at one step,
+  // [part kw][token (x_tokens)][x_ring_token_bytes]; else the CTA's x over its K range,
+  // staged up front
+  uint8_t* const x_smem = reinterpret_cast<uint8_t*>(smem) + kWarps * S * kStageBytes;
+  const int x_tokens = min(p.M, 8 * MT);  // the layout's tokens (a last group may have fewer)
+  const int x_stage_bytes = XR ? KW * x_tokens * x_ring_token_bytes() : 0;
 
   const int chunks = (p.K + kChunk - 1) / kChunk;  // the last one may be partial (K % 32 == 0)
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
@@ -293,6 +296,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // this warp's steps: chunk chunk_begin + kw + n * KW at step n (the KW warps of a row
   // group read neighbouring chunks of the same rows at the same time)
   const int steps = max(chunk_end - chunk_begin - kw + KW - 1, 0) / KW;
+  const int cta_steps = max(chunk_end - chunk_begin + KW - 1, 0) / KW;  // warp kw = 0's, the most
   auto chunk_at = [&](int n) { return chunk_begin + kw + n * KW; };
 
   // rows past the end re-read the last one (no masks in the loop; never stored)
@@ -332,7 +336,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        uint8_t* const to = ring + stage * stage_bytes + ((r * 2 + h) * 32 + lane) * 16;
+        uint8_t* const to = ring + stage * kStageBytes + ((r * 2 + h) * 32 + lane) * 16;
         if constexpr (TL) copy_async(to, w_tile[r] + chunk * kTileBytes + (h * 32 + lane) * 16, true);
         else copy_async(to, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
       }
@@ -342,7 +346,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // chunks. Tiled layout: the tile's 16 rows of scale bytes are one run of 128 (NVFP4) or
   // 64 (MXFP4) bytes after its weights, 16 bytes per lane.
   auto copy_scales = [&](int stage, int chunk) {
-    uint8_t* const to = ring + stage * stage_bytes + R * kWeightTileBytes;
+    uint8_t* const to = ring + stage * kStageBytes + R * kWeightTileBytes;
     if constexpr (TL) {
       if (lane < kScaleBytes) {
 #pragma unroll
@@ -354,13 +358,24 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 #pragma unroll
       for (int r = 0; r < R; ++r) copy_async_l1<kScaleBytes>(to + (r * 16 + lane) * kScaleBytes, s_row[r] + chunk * kScaleBytes);
     }
-    if constexpr (XR) {  // the tokens' x over the chunk: 16 pieces of 8 elements per token, zeros past K
-      uint8_t* const x_to = ring + stage * stage_bytes + kStageBytes;
-      for (int i = lane; i < tokens * 16; i += 32) {
-        const int t = i >> 4, k = chunk * kChunk + 8 * (i & 15);
+  };
+  // XR: the tokens' x over step n's chunks (one per part kw) into x ring stage `stage`, split
+  // over the CTA's threads: 8-element pieces at [part][token] + (w, c) as in the staged
+  // slice (w4a16_gemm.h: x_ring_token_bytes), zeros past K.
+  auto copy_x = [&](int stage, int n) {
+#pragma unroll 1
+    for (int part = 0; part < KW; ++part) {  // (unrolled, KW = 4 spills under the 64-register cap)
+      const int chunk = chunk_begin + part + n * KW;
+      if (chunk >= chunk_end) break;
+      uint8_t* const to = x_smem + stage * x_stage_bytes + part * x_tokens * x_ring_token_bytes();
+      for (int i = threadIdx.x; i < tokens * 16; i += kWarps * 32) {  // no division: t = i / 16
+        const int t = i >> 4;
+        const int group = i & 15;  // 8 elements 32c + 8w: lane c = group / 4, word w = group % 4
+        const int k = chunk * kChunk + 8 * group;
         const bool valid = k < p.K;
-        copy_async_l1<16>(x_to + i * 16, static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0),
-                     valid);
+        copy_async_l1<16>(to + t * x_ring_token_bytes() + (group & 3) * 64 + (group >> 2) * 16,
+                          static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0),
+                          valid);
       }
     }
   };
@@ -370,7 +385,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const uint8_t* row = ring + stage * stage_bytes + R * kWeightTileBytes + (r * 16 + g + 8 * h) * kScaleBytes;
+        const uint8_t* row = ring + stage * kStageBytes + R * kWeightTileBytes + (r * 16 + g + 8 * h) * kScaleBytes;
         if constexpr (PLANT == kScaleOffByOne) {  // the next block's scale (the chunk's last keeps its own)
           uint32_t b = 0;
 #pragma unroll
@@ -384,22 +399,26 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       }
   };
 
-  // The ring: step n's chunk (weights and scales) is copied into stage n % S, one commit
-  // group per step (empty groups past the end keep the count uniform), S - 1 steps before
-  // it is used. At step n a lane first issues its weight copies of step n + S - 1 (into the
-  // stage it read at step n - 1), waits for step n, then meets the warp at a __syncwarp,
-  // which makes every lane's copies of step n visible and orders all lanes' reads of step
-  // n - 1's scales before the scale copies of step n + S - 1 into that stage.
+  // The ring: step n's chunk (weights and scales; XR: and the CTA's x) is copied into
+  // stage n % S, one commit group per step (empty groups past the end keep the count
+  // uniform), S - 1 steps before it is used. At step n a lane first issues its weight
+  // copies of step n + S - 1 (into the stage it read at step n - 1), waits for step n,
+  // then meets the warp at a __syncwarp (XR: the CTA at a __syncthreads), which makes
+  // every lane's copies of step n visible and orders all lanes' reads of step n - 1's
+  // scales (and x) before the copies of step n + S - 1 into that stage.
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) {
     if (i < steps) {
       copy_weights(i, chunk_at(i));
       copy_scales(i, chunk_at(i));
     }
+    if constexpr (XR) {
+      if (i < cta_steps) copy_x(i, i);
+    }
     commit_async();
   }
 
-  // x, while the first weights are on their way: the CTA's tokens over its K range, each
+  // Without XR, x while the first weights are on their way: the CTA's tokens over its K range, each
   // 16-byte group of 8 elements (e0 .. e7) stored as the MMA B operands (e0 e4, e1 e5,
   // e2 e6, e3 e7) at [token][chunk][word w][lane c], so one 16-byte shared load gives a
   // lane its four operands of word w, and the 4 lanes of a row read 64 contiguous bytes.
@@ -438,14 +457,14 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 #pragma unroll
   for (int j = 0; j < MT; ++j) {
     const int token = min(8 * j + g, tokens - 1);
-    x_lane[j] = XR ? ring + kStageBytes + token * kChunk * 2 + c * 64 : x_smem + token * row_bytes + c * 16;
+    x_lane[j] = XR ? x_smem + (kw * x_tokens + token) * x_ring_token_bytes() + c * 16 : x_smem + token * row_bytes + c * 16;
   }
 
-  // x's MMA operands of word w for stage `stage` (XR: permuted from the stage's copy of
-  // x; else pre-permuted in the staged slice at chunk q of the CTA's range)
+  // x's MMA operands of word w (XR: permuted from x ring stage `stage`; else pre-permuted
+  // in the staged slice at chunk q of the CTA's range)
   auto load_bx = [&](int j, int stage, int q, int w) -> uint4 {
     if constexpr (XR) {
-      const uint4 v = *reinterpret_cast<const uint4*>(x_lane[j] + stage * stage_bytes + w * 16);
+      const uint4 v = *reinterpret_cast<const uint4*>(x_lane[j] + stage * x_stage_bytes + w * 64);
       return make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632));
     } else {
       return *reinterpret_cast<const uint4*>(x_lane[j] + q * 256 + w * 64);
@@ -489,23 +508,33 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     }
   };
 
-  for (int base = 0; base < steps; base += S) {
+  // XR: every warp runs the CTA's steps (the barrier), computing its own only
+  const int loop_steps = XR ? cta_steps : steps;
+  for (int base = 0; base < loop_steps; base += S) {
 #pragma unroll
     for (int i = 0; i < S; ++i) {
       const int step = base + i;
-      if (step < steps) {
+      if (step < loop_steps) {
         constexpr int kAhead = S - 1;
         const bool ahead = step + kAhead < steps;
         if (ahead) copy_weights((i + kAhead) % S, chunk_at(step + kAhead));
         wait_async<S - 2>();  // step's group has landed (the copies just issued are not committed yet)
-        __syncwarp();
+        if constexpr (XR) {
+          __syncthreads();
+        } else {
+          __syncwarp();
+        }
         if (ahead) copy_scales((i + kAhead) % S, chunk_at(step + kAhead));
+        if constexpr (XR) {
+          if (step + kAhead < cta_steps) copy_x((i + kAhead) % S, step + kAhead);
+        }
         commit_async();
+        if (step >= steps) continue;
         uint4 wq[R][2];
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wq[r][h] = reinterpret_cast<const uint4*>(ring + i * stage_bytes)[(r * 2 + h) * 32 + lane];
+          for (int h = 0; h < 2; ++h) wq[r][h] = reinterpret_cast<const uint4*>(ring + i * kStageBytes)[(r * 2 + h) * 32 + lane];
         uint32_t scale_bytes[R][2];
         read_scales(i, scale_bytes);
         compute(wq, scale_bytes, i, chunk_at(step) - chunk_begin);
@@ -611,13 +640,13 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: 1 for M <= 8, else 2;
 // larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2), S
-// (ring stages, 4 or 8), KW (warps along K per row group: 1, 2 or 4) and XR (x rides the
-// ring; MT = 1 only) are tuning choices, TL (tiled layout) follows the weight's layout.
+// (ring stages: 4), KW (warps along K per row group: 1, 2 or 4) and XR (x streams
+// through a CTA-wide ring; tiled layout only) are tuning choices, TL (tiled layout) follows the weight's layout.
 // Planted bugs and diagnostics exist for R = 1, S = 4.
 template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
 cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
   const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, KW, TL, XR, PLANT>;
-  const int bytes = gemm_shared_bytes(p, FORMAT, R, S, XR != 0);
+  const int bytes = gemm_shared_bytes(p, FORMAT, R, S, KW, XR != 0);
   if (bytes > kDefaultSharedBytes) {  // above the default dynamic shared memory limit: opt in, per device
     constexpr int kDevices = 64;
     static int opted[kDevices] = {};  // the largest size opted in so far on each device
@@ -651,14 +680,9 @@ cudaError_t launch_plant(const GemmParams& p, int plant, dim3 grid, cudaStream_t
 
 template <typename T, int FORMAT, int MT, int R, int S, int KW>
 cudaError_t launch_layout(const GemmParams& p, bool tiled, bool x_ring, int plant, dim3 grid, cudaStream_t stream) {
-  if constexpr (MT == 1) {
-    if (x_ring) {
-      return tiled ? launch_plant<T, FORMAT, MT, R, S, KW, 1, 1>(p, plant, grid, stream)
-                   : launch_plant<T, FORMAT, MT, R, S, KW, 0, 1>(p, plant, grid, stream);
-    }
-  }
-  return tiled ? launch_plant<T, FORMAT, MT, R, S, KW, 1, 0>(p, plant, grid, stream)
-               : launch_plant<T, FORMAT, MT, R, S, KW, 0, 0>(p, plant, grid, stream);
+  if (!tiled) return x_ring ? cudaErrorInvalidValue : launch_plant<T, FORMAT, MT, R, S, KW, 0, 0>(p, plant, grid, stream);
+  return x_ring ? launch_plant<T, FORMAT, MT, R, S, KW, 1, 1>(p, plant, grid, stream)
+                : launch_plant<T, FORMAT, MT, R, S, KW, 1, 0>(p, plant, grid, stream);
 }
 
 template <typename T, int FORMAT, int MT, int R, int S>
@@ -676,11 +700,9 @@ template <typename T, int FORMAT, int MT, int R>
 cudaError_t launch_stages(const GemmParams& p, int stages, int k_warps, bool tiled, bool x_ring, int plant, dim3 grid,
                           cudaStream_t stream) {
   if (stages == 4) return launch_k_warps<T, FORMAT, MT, R, 4>(p, k_warps, tiled, x_ring, plant, grid, stream);
-  if (stages == 8) return launch_k_warps<T, FORMAT, MT, R, 8>(p, k_warps, tiled, x_ring, plant, grid, stream);
   return cudaErrorInvalidValue;
 }
 
-// x_ring applies to M <= 8 (one token tile); larger M stage x per CTA.
 template <typename T, int FORMAT>
 cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring,
                           int plant, cudaStream_t stream) {
@@ -691,11 +713,11 @@ cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, in
   const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k, batch);
   if (rows_per_warp == 1) {
     return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
-                   : launch_stages<T, FORMAT, 2, 1>(p, stages, k_warps, tiled, false, plant, grid, stream);
+                   : launch_stages<T, FORMAT, 2, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream);
   }
   if (rows_per_warp == 2) {
     return mt == 1 ? launch_stages<T, FORMAT, 1, 2>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
-                   : launch_stages<T, FORMAT, 2, 2>(p, stages, k_warps, tiled, false, plant, grid, stream);
+                   : launch_stages<T, FORMAT, 2, 2>(p, stages, k_warps, tiled, x_ring, plant, grid, stream);
   }
   return cudaErrorInvalidValue;
 }

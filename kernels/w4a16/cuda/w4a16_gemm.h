@@ -63,19 +63,20 @@ __host__ __device__ constexpr int ring_tile_bytes(int format) { return kWeightTi
 // 16-byte load). Mirrored by cuda_gemm.x_shared_bytes.
 __host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChunk * 2 + 64; }
 
-// x of `tokens` tokens over one chunk, as it rides a ring stage (x_ring: at most 8 tokens).
-__host__ __device__ constexpr int ring_x_bytes(int tokens) { return tokens * kChunk * 2; }
+// One token's x over one chunk in a stage of the CTA's x ring (x_ring), in the staged
+// slice's order (x_row_bytes), plus 64 bytes for the banks as there.
+__host__ __device__ constexpr int x_ring_token_bytes() { return kChunk * 2 + 64; }
 
 // Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
-// weights and scales; with x_ring also the tokens' x over the chunk), then, without
-// x_ring, the CTA's x: its tokens (at most 8 per token tile) over the chunks of one split
-// of K (w4a16_gemm.cuh).
-inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp, int stages, bool x_ring) {
+// weights and scales), then the CTA's x: with x_ring a ring of `stages` steps, each the
+// tokens (at most 8 per token tile) over the k_warps chunks the warps take at one step;
+// else the tokens over the chunks of one split of K, staged up front (w4a16_gemm.cuh).
+inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp, int stages, int k_warps, bool x_ring) {
   const int chunks = (p.K + kChunk - 1) / kChunk;
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
   const int tokens = p.M < 8 * token_tiles(p.M) ? p.M : 8 * token_tiles(p.M);
-  const int stage = rows_per_warp * ring_tile_bytes(format) + (x_ring ? ring_x_bytes(tokens) : 0);
-  return kWarps * stages * stage + (x_ring ? 0 : tokens * x_row_bytes(per_split));
+  const int rings = kWarps * stages * rows_per_warp * ring_tile_bytes(format);
+  return rings + (x_ring ? stages * k_warps * tokens * x_ring_token_bytes() : tokens * x_row_bytes(per_split));
 }
 
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
