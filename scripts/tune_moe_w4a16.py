@@ -77,7 +77,8 @@ def main() -> int:
 
     from swiglu_check.bench import time_graph
     from swiglu_check.kernels.w4a16.backends import torch_moe
-    from swiglu_check.kernels.w4a16.moe import MoeConfig, moe_w4a16, table_json
+    from swiglu_check.kernels.w4a16.moe import TABLE_KEY, MoeConfig, moe_w4a16
+    from swiglu_check.kernels.w4a16.tables import table_json
     from swiglu_check.kinds.moe_bench import torch_layer, torch_layer_plan
     from swiglu_check.ops import PRESETS
 
@@ -136,12 +137,12 @@ def main() -> int:
         del dense13, dense2
         torch.cuda.empty_cache()
     with open(args.table, "w") as f:
-        f.write(table_json(tuple(table)))
+        f.write(table_json(tuple(table), TABLE_KEY))
     with open(args.out, "w") as f:
         json.dump({"device": torch.cuda.get_device_name(), "results": results,
                    "errors": {f"{a}/{b}": e for (a, b), e in errors.items()}}, f)
     print("\n==== MoE tune summary (bf16, L 10, H 4096, I 2048, top-6 of 16; CUDA-graph device time) ====")
-    print(table_json(tuple(table)))
+    print(table_json(tuple(table), TABLE_KEY))
     for line in lines:
         print(line)
     print(f"tuning took {time.time() - t0:.0f} s")

@@ -133,7 +133,8 @@ def main() -> int:
         DEVICE, DRY, SHAPES, MS = "cpu", True, ((256, 64),), (16, 1, 64)
 
     from swiglu_check.bench import copy_bandwidth, rotation_sets
-    from swiglu_check.kernels.w4a16.configs import GemmConfig, choose_split_k, table_json
+    from swiglu_check.kernels.w4a16.configs import GemmConfig, choose_split_k
+    from swiglu_check.kernels.w4a16.tables import table_json
     from swiglu_check.kernels.w4a16.gemm import launch
     from swiglu_check.kinds.linear_w4a16 import fp4_bytes, random_fp4_weight
     from swiglu_check.references import fp4

@@ -124,8 +124,9 @@ def main() -> int:
 def write_table(rows: list[dict], configs: list, path: str) -> None:
     """Per M bucket (the M values timed), the config with the smallest geometric mean time
     over that M's shapes and formats."""
-    import dataclasses
     import math
+
+    from swiglu_check.kernels.w4a16.tables import table_json
 
     by_label = {cfg.label: cfg for cfg in configs}
     table = []
@@ -136,10 +137,10 @@ def write_table(rows: list[dict], configs: list, path: str) -> None:
             return math.exp(sum(math.log(t) for t in times) / len(times)) if all(t == t for t in times) else math.inf
         best = min(by_label, key=score)
         print(f"M <= {m}: {best} (geometric mean {score(best):.1f} us)")
-        table.append({"m_max": m, "config": dataclasses.asdict(by_label[best])})
-    table[-1]["m_max"] = 1 << 30
+        table.append((m, by_label[best]))
+    table[-1] = (1 << 30, table[-1][1])
     with open(path, "w") as f:
-        json.dump(table, f, indent=1)
+        f.write(table_json(tuple(table)))
 
 
 if __name__ == "__main__":

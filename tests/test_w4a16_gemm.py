@@ -97,12 +97,12 @@ def test_pick_config_rounds_block_k_and_splits() -> None:
 
 
 def test_table_round_trips_through_json(tmp_path, monkeypatch) -> None:
-    from swiglu_check.kernels.w4a16 import configs
+    from swiglu_check.kernels.w4a16 import configs, tables
 
     table = ((1, GemmConfig(16, 1, 512, num_warps=8, split_target=264)), (1 << 30, GemmConfig(128, 16, 128)))
     path = tmp_path / "table.json"
-    path.write_text(configs.table_json(table))
-    assert configs.load_table(str(path)) == table
+    path.write_text(tables.table_json(table))
+    assert tables.load_table(str(path), GemmConfig) == table
     monkeypatch.setenv(configs.TABLE_ENV, str(path))
     assert pick_config(1, 4096, 4096, interpreted=False, block=16).block_n == 16
     assert pick_config(7, 4096, 4096, interpreted=False, block=16).block_n == 128

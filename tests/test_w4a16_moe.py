@@ -206,9 +206,16 @@ def test_sweep_names_and_case_ids() -> None:
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_gpu_planted_bugs_fail(dtype: str) -> None:
     settings = api.build_settings(limits="5", dtypes=dtype, device="cuda")
-    for name, call in (("dropped", dropped_limit), ("post", post_clamp)):
-        report = api.run([planted(name, call)], settings)
+    assert_plants_fail((("dropped", dropped_limit), ("post", post_clamp)), settings)
+
+
+def assert_plants_fail(plants, settings) -> dict:
+    """Run each (name, call) plant as a backend: both cases FAIL. Returns the reports by name."""
+    reports = {}
+    for name, call in plants:
+        report = reports[name] = api.run([planted(name, call)], settings)
         assert [r.verdict for r in report.results] == ["FAIL", "FAIL"], (name, [r.reasons for r in report.results])
+    return reports
 
 
 @pytest.mark.gpu
@@ -296,11 +303,8 @@ def cuda_post_clamp(x, w13, w2, tw, ti, op, *, limit):
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_gpu_routed_rows_planted_bugs_fail_and_real_backend_passes(dtype: str) -> None:
     settings = api.build_settings(limits="5", dtypes=dtype, device="cuda")
-    for name, call in (("dropped", cuda_dropped_limit), ("post", cuda_post_clamp)):
-        report = api.run([planted(name, call)], settings)
-        assert [r.verdict for r in report.results] == ["FAIL", "FAIL"], (name, [r.reasons for r in report.results])
-    dropped = api.run([planted("dropped", cuda_dropped_limit)], settings)
-    assert all(any("clamp not applied" in why for why in r.reasons) for r in dropped.results)
+    reports = assert_plants_fail((("dropped", cuda_dropped_limit), ("post", cuda_post_clamp)), settings)
+    assert all(any("clamp not applied" in why for why in r.reasons) for r in reports["dropped"].results)
     real = api.check(["moe-w4a16-cuda"], limits="5", dtypes=dtype, device="cuda")
     assert [r.verdict for r in real.results] == ["PASS", "PASS"], [r.reasons for r in real.results]
 

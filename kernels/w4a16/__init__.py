@@ -2,6 +2,8 @@
 
 - `gemm`: the Triton GEMM `y = x @ dequant(W)^T` (imports Triton: load it lazily);
 - `configs`: the GEMM's tile table per M bucket;
+- `tables`: tuned config tables by size bucket (JSON form, environment override), shared
+  by the Triton GEMM, the CUDA GEMM and the MoE;
 - `moe`: the routed expert MLP with the clamped activation between two such GEMMs;
 - `backends`: registration of the backends (no Triton import at load time).
 

@@ -11,9 +11,9 @@ kernels/w4a16/NOTES.md); split-K is chosen per shape (`split_target` programs).
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+
+from . import tables
 
 SPLIT_K_MAX = 8
 TABLE_ENV = "SWIGLU_CHECK_W4A16_TABLE"  # a JSON table (scripts/tune_w4a16.py) replacing GPU_TABLE
@@ -68,37 +68,15 @@ def choose_split_k(config: GemmConfig, m: int, n: int, k: int) -> int:
     return split
 
 
-def load_table(path: str) -> tuple[tuple[int, GemmConfig], ...]:
-    """A table written by scripts/tune_w4a16.py: [{"m_max": int, "config": {...}}, ...]."""
-    with open(path) as f:
-        rows = json.load(f)
-    return tuple((int(row["m_max"]), GemmConfig(**row["config"])) for row in rows)
-
-
-def table_json(table: tuple[tuple[int, GemmConfig], ...]) -> str:
-    rows = [json.dumps({"m_max": top, "config": asdict(cfg)}) for top, cfg in table]
-    return "[\n " + ",\n ".join(rows) + "\n]\n"
-
-
-def gpu_table() -> tuple[tuple[int, GemmConfig], ...]:
-    path = os.environ.get(TABLE_ENV)
-    return load_table(path) if path else GPU_TABLE
-
-
 def pick_config(m: int, n: int, k: int, *, interpreted: bool, block: int = 16) -> GemmConfig:
     """The config for one problem; `block` is the format's scale block (16 or 32)."""
     if interpreted:
         config = INTERPRETER_CONFIG
     else:
-        table = _TABLE_CACHE.get(os.environ.get(TABLE_ENV))
-        if table is None:
-            table = _TABLE_CACHE.setdefault(os.environ.get(TABLE_ENV), gpu_table())
-        config = next((cfg for top, cfg in table if m <= top), table[-1][1])
+        config = tables.pick(tables.active_table(TABLE_ENV, GPU_TABLE, GemmConfig), m)
     if config.block_k % block:
         config = replace(config, block_k=_cdiv(config.block_k, block) * block)
     if config.split_k == 0:
         config = replace(config, split_k=choose_split_k(config, m, n, k))
     return config
 
-
-_TABLE_CACHE: dict[str | None, tuple[tuple[int, GemmConfig], ...]] = {}

@@ -13,8 +13,6 @@ tokens). Built with the gated-activation extension's machinery (kernels/cuda/bui
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ import torch
 
 from swiglu_check.kernels.cuda.build import BuildError, Extension, toolchain_problem
 from swiglu_check.references.fp4 import FP4Weight
+
+from . import tables
 
 SOURCE_DIR = Path(__file__).resolve().parent / "cuda"
 EXTENSION = Extension(
@@ -43,8 +43,7 @@ SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for
 X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a group x its K range)
 # the ring depths the kernels are instantiated for: 8 won two of 24 shapes by 1-2% in
 # session 5 and doubled the build (223 s on the H100 with it, session 6), so it went
-STAGES = (4,)
-PLANT_STAGES = 4  # planted bugs are instantiated for rows_per_warp 1 with this ring only
+STAGES = (4,)  # the planted bugs and diagnostics too, with rows_per_warp 1 only
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
            "routed_rows_matmul", "tiled_layout"]
@@ -207,17 +206,9 @@ GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = (
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
 
-def load_table(path: str) -> tuple[tuple[int, CudaGemmConfig], ...]:
-    with open(path) as f:
-        rows = json.load(f)
-    return tuple((int(row["m_max"]), CudaGemmConfig(**row["config"])) for row in rows)
-
-
 def pick_config(m: int) -> CudaGemmConfig:
     """The launch configuration for M tokens, from the table."""
-    path = os.environ.get(TABLE_ENV)
-    table = load_table(path) if path else GPU_TABLE
-    return next((cfg for top, cfg in table if m <= top), table[-1][1])
+    return tables.pick(tables.active_table(TABLE_ENV, GPU_TABLE, CudaGemmConfig), m)
 
 
 def availability() -> tuple[bool, str]:
@@ -275,8 +266,8 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     if m == 0 or n == 0:
         return y
     cfg = config or pick_config(m)
-    if plant is not None:  # plants: R = 1 and one ring depth only
-        cfg = dataclasses.replace(cfg, rows_per_warp=1, stages=PLANT_STAGES)
+    if plant is not None:  # plants: R = 1 only
+        cfg = dataclasses.replace(cfg, rows_per_warp=1)
     split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
     _launch(x, weight, y, m, cfg, split, _empty_int(x.device), None, PLANTS[plant])
     return y

@@ -24,15 +24,14 @@ exactly one way in and cannot be dropped silently.
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from swiglu_check.ops import OpSpec, validate_limit
 from swiglu_check.references.fp4 import FP4Weight
 
+from . import tables
 from .gemm import (  # noqa: F401  (triton is imported there, after the interpreter set-up)
     ACT_DTYPES, FORMAT_IDS, INTERPRETED, _add, _dequant_block, _load_packed, _load_scale_bytes, tl, triton,
 )
@@ -64,23 +63,13 @@ GPU_TABLE: tuple[tuple[int, MoeConfig], ...] = (
     (1 << 30, MoeConfig(block_n1=64, block_n2=64, block_m=32, block_k=128, num_warps=4, num_stages=3, deq=2)),
 )
 TABLE_ENV = "SWIGLU_CHECK_MOE_W4A16_TABLE"
-
-
-def load_table(path: str) -> tuple[tuple[int, MoeConfig], ...]:
-    with open(path) as f:
-        return tuple((int(row["t_max"]), MoeConfig(**row["config"])) for row in json.load(f))
-
-
-def table_json(table: tuple[tuple[int, MoeConfig], ...]) -> str:
-    return "[\n " + ",\n ".join(json.dumps({"t_max": top, "config": asdict(cfg)}) for top, cfg in table) + "\n]\n"
+TABLE_KEY = "t_max"  # buckets by token count (tables.table_json)
 
 
 def pick_config(tokens: int) -> MoeConfig:
     if INTERPRETED:
         return INTERPRETER_CONFIG
-    path = os.environ.get(TABLE_ENV)
-    table = load_table(path) if path else GPU_TABLE
-    return next((cfg for top, cfg in table if tokens <= top), table[-1][1])
+    return tables.pick(tables.active_table(TABLE_ENV, GPU_TABLE, MoeConfig, key=TABLE_KEY), tokens)
 
 
 @triton.jit

@@ -21,7 +21,7 @@
 // memory ring of each warp; `k_warps` (1, 2 or 4): warps of a CTA sharing its K range
 // (a CTA then covers 64 / k_warps * rows_per_warp rows). Runs on the current CUDA stream.
 // `plant` (1: nibble order swapped, 2: the next block's scale; 3: a diagnostic, see
-// w4a16_gemm.cuh; rows_per_warp 1, 4 stages) exists for the tool's own tests and scripts.
+// w4a16_gemm.cuh; rows_per_warp 1) exists for the tool's own tests and scripts.
 //
 // tiled = 1: `packed` holds the tiled layout (w4a16_gemm.h, GemmParams; cuda_gemm.tiled_layout):
 // uint8 [ceil(N/16), chunks, tile bytes] ([E, ...] for routed rows), scales and rows
@@ -68,7 +68,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(stages == 4, "stages must be 4, got " + std::to_string(stages));
   require(k_warps == 1 || k_warps == 2 || k_warps == 4, "k_warps must be 1, 2 or 4, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 3, "plant must be 0 to 3, got " + std::to_string(plant));
-  require(plant == 0 || (rows_per_warp == 1 && stages == 4), "planted bugs exist for rows_per_warp 1 and 4 stages only");
+  require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
   require(x.is_cuda(), "x must be a CUDA tensor");
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials,
                                                                       &counters, &row_expert, &row_weight}) {
