@@ -34,8 +34,9 @@ from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
 # per source and token tile count (1, 2), three x and weight paths (rows layout with x staged
 # per CTA; tiled layout with x staged or in the CTA's ring), each ((rows per warp 1, 2) + the
-# 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4), 4 ring stages
-KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 3
+# 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4), 4 ring stages;
+# then token tiles 4 and 8 with the x ring and one warp along K only
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 3 + 2 * (2 + 3)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,20 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     assert cuda_gemm.choose_split_k(1, 4096, 14336, narrow, 132) == 2
 
 
+def test_token_tiles_take_the_fewest_that_hold_m_up_to_the_config() -> None:
+    assert [cuda_gemm.token_tiles(m) for m in (1, 8, 9, 16, 17, 64)] == [1, 1, 2, 2, 2, 2]
+    assert [cuda_gemm.token_tiles(m, 8) for m in (1, 8, 9, 16, 17, 32, 33, 64, 65, 300)] == [1, 1, 2, 2, 4, 4, 8, 8, 8, 8]
+    assert cuda_gemm.token_tiles(64, 4) == 4
+    # 64 tokens: one group of 64 instead of four of 16, so a quarter of the CTAs per split
+    wide = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=8)
+    assert wide.label == "r1k1c4s0p4txm8" and cuda_gemm.CudaGemmConfig().label == "r2k1c4s0p4"
+    assert cuda_gemm.output_tiles(64, 14336, 64, 8) == 224 == cuda_gemm.output_tiles(64, 14336, 64) // 4
+    assert cuda_gemm.output_tiles(100, 1000, 64, 8) == 16 * 2
+    # 224 CTAs: split 2 reaches 448 <= 4 x 132; the 16-token groups' 896 CTAs take no split
+    assert cuda_gemm.choose_split_k(64, 14336, 4096, wide, 132) == 2
+    assert cuda_gemm.choose_split_k(64, 14336, 4096, dataclasses.replace(wide, token_tiles=2), 132) == 1
+
+
 @pytest.mark.parametrize("fmt, k", [("nvfp4", 4096), ("nvfp4", 4128), ("mxfp4", 4096), ("mxfp4", 160)])
 def test_scales_are_padded_to_whole_chunks_only_when_needed(fmt: str, k: int) -> None:
     block = 16 if fmt == "nvfp4" else 32
@@ -170,7 +185,8 @@ def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
 
 
 @pytest.mark.parametrize("bad", [dict(stages=6), dict(rows_per_warp=3), dict(ctas_per_sm=0), dict(split_k=-1),
-                                 dict(k_warps=3)])
+                                 dict(k_warps=3), dict(x_ring=True), dict(token_tiles=3),
+                                 dict(token_tiles=8, tiled=True), dict(token_tiles=4, tiled=True, x_ring=True, k_warps=2)])
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
         cuda_gemm.CudaGemmConfig(**bad)
@@ -226,7 +242,12 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, split_k=2, tiled=True,
                                                              x_ring=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True, x_ring=True)],
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True, x_ring=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True, x_ring=True,
+                                                             token_tiles=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, split_k=2, tiled=True, x_ring=True,
+                                                             token_tiles=4)],
                          ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
@@ -304,6 +325,20 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
         assert result.verdict == "FAIL", result.case_id
         assert result.metrics["floor_ratio"] > 10, result.metrics
     assert report.exit_code == 1
+
+
+@gpu
+@pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
+@pytest.mark.parametrize("token_tiles", [4, 8])
+def test_gpu_planted_bugs_fail_with_wide_token_tiles(plant: str, token_tiles: int) -> None:
+    """The 32- and 64-token kernels are instantiations of their own: their plants must fail too."""
+    config = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=token_tiles)
+    for fmt in fp4.FORMATS:
+        x, q, exact = make_problem(fmt, 8 * token_tiles, 1024, 256, torch.bfloat16)
+        right = cuda_gemm.cuda_w4a16_matmul(x, q, config=config)
+        assert_one_rounding_of_an_fp32_sum(right, x, q, exact)
+        wrong = cuda_gemm.cuda_w4a16_matmul(x, q, config=config, plant=plant)
+        assert float((wrong.double() - exact).norm() / exact.norm()) > 0.05, (fmt, plant)
 
 
 @gpu

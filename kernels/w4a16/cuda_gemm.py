@@ -6,8 +6,9 @@ Same math as the Triton GEMM (gemm.py): FP4 codes times block scales dequantized
 in registers, tensor-core products summed in fp32, NVFP4's global scale on the fp32
 result, one rounding; split-K partials summed in split order. The kernel's header
 (w4a16_gemm.cuh) explains the K permutation that lets every lane turn its own 16-byte
-load straight into MMA operands. Needs K a multiple of 32; M is any (tiles of up to 64
-tokens). Built with the gated-activation extension's machinery (kernels/cuda/build.py).
+load straight into MMA operands. Needs K a multiple of 32; M is any (CTAs of up to 64
+tokens, CudaGemmConfig.token_tiles). Built with the gated-activation extension's
+machinery (kernels/cuda/build.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a g
 # the ring depths the kernels are instantiated for: 8 won two of 24 shapes by 1-2% in
 # session 5 and doubled the build (223 s on the H100 with it, session 6), so it went
 STAGES = (4,)  # the planted bugs and diagnostics too, with rows_per_warp 1 only
+# most 8-token tiles per CTA: 4 and 8 (32, 64 tokens decode each weight once, not 2 or 4
+# times) are instantiated with x_ring, k_warps 1 and 4 stages only
+TOKEN_TILES = (1, 2, 4, 8)
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
            "routed_rows_matmul", "tiled_layout"]
@@ -58,12 +62,16 @@ class CudaGemmConfig:
     k_warps: int = 1  # warps sharing a CTA's K range (1, 2, 4): the CTA covers 64 / k_warps * rows_per_warp rows
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
+    token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
 
     def __post_init__(self) -> None:
         if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES or self.k_warps not in K_WARPS
-                or self.ctas_per_sm < 1 or self.split_k < 0 or (self.x_ring and not self.tiled)):
+                or self.ctas_per_sm < 1 or self.split_k < 0 or (self.x_ring and not self.tiled)
+                or self.token_tiles not in TOKEN_TILES
+                or (self.token_tiles > 2 and (not self.x_ring or self.k_warps != 1))):
             raise ValueError(f"bad CUDA W4A16 config {self}: rows_per_warp 1 or 2, stages one of {STAGES},"
-                             f" k_warps one of {K_WARPS}, ctas_per_sm >= 1, split_k >= 0, x_ring only tiled")
+                             f" k_warps one of {K_WARPS}, ctas_per_sm >= 1, split_k >= 0, x_ring only tiled,"
+                             f" token_tiles one of {TOKEN_TILES} (above 2 only with x_ring and k_warps 1)")
 
     @property
     def rows_per_cta(self) -> int:
@@ -73,19 +81,24 @@ class CudaGemmConfig:
     @property
     def label(self) -> str:
         return (f"r{self.rows_per_warp}k{self.k_warps}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
-                + ("t" if self.tiled else "") + ("x" if self.x_ring else ""))
+                + ("t" if self.tiled else "") + ("x" if self.x_ring else "")
+                + (f"m{self.token_tiles}" if self.token_tiles != 2 else ""))
 
 
-def token_tiles(m: int) -> int:
-    """8-token MMA tiles per CTA (the kernel's token_tiles): more than 16 tokens run as
-    several groups of 16, each re-reading the weight tile (through L2: the groups of one
-    tile are neighbours in the grid)."""
-    return 1 if m <= 8 else 2
+def token_tiles(m: int, max_tiles: int = 2) -> int:
+    """8-token MMA tiles per CTA (w4a16_gemm.h's token_tiles): the fewest of 1, 2, 4, 8
+    that hold M, at most `max_tiles`. More tokens run as several token groups, each
+    decoding the weight tile again (its bytes come through L2: the groups of one tile are
+    neighbours in the grid)."""
+    tiles = 1
+    while tiles < max_tiles and 8 * tiles < m:
+        tiles *= 2
+    return tiles
 
 
-def output_tiles(m: int, n: int, rows_per_cta: int) -> int:
+def output_tiles(m: int, n: int, rows_per_cta: int, max_tiles: int = 2) -> int:
     """CTAs per split: weight-row tiles of `rows_per_cta` rows times token groups."""
-    return -(-n // rows_per_cta) * -(-m // (8 * token_tiles(m)))
+    return -(-n // rows_per_cta) * -(-m // (8 * token_tiles(m, max_tiles)))
 
 
 def chunk_scale_bytes(fmt: str) -> int:
@@ -182,7 +195,7 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
     where the CTA stages x up front (not with x_ring)."""
     if config.split_k:
         return config.split_k
-    tiles = output_tiles(m, n, config.rows_per_cta) * batches
+    tiles = output_tiles(m, n, config.rows_per_cta, config.token_tiles) * batches
     chunks = -(-k // CHUNK)
     split = 1
     while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
@@ -294,7 +307,7 @@ def _launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, m: int, cfg: Cu
         scales = chunk_padded_scales(weight.scales, weight.format, k)
     if split > 1:
         partials = torch.empty(batches * split * m * n, dtype=torch.float32, device=x.device)
-        counters = _counters(x.device, batches * output_tiles(m, n, cfg.rows_per_cta))
+        counters = _counters(x.device, batches * output_tiles(m, n, cfg.rows_per_cta, cfg.token_tiles))
     else:
         partials = counters = y  # unused by the kernel
     weights = _empty_int(x.device).float() if row_weight is None else \
@@ -302,7 +315,7 @@ def _launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, m: int, cfg: Cu
     torch.ops.swiglu_check_w4a16.gemm_(
         x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).contiguous(), y, partials, counters,
         row_expert, weights, FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, cfg.k_warps, split, plant,
-        int(cfg.tiled), int(cfg.x_ring))
+        int(cfg.tiled), int(cfg.x_ring), cfg.token_tiles)
 
 
 def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Tensor,

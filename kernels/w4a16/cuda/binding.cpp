@@ -3,7 +3,7 @@
 //   gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y,
 //         Tensor partials, Tensor counters, Tensor row_expert, Tensor row_weight, int format,
 //         int rows_per_warp, int stages, int k_warps, int split_k, int plant, int tiled,
-//         int x_ring) -> ()
+//         int x_ring, int token_tiles) -> ()
 //
 // Routed rows (the MoE's expert GEMMs at a few tokens): with a non-empty int32
 // `row_expert` [R], packed is [E, N, K/2], scales [E, N, ...], global_scale [E], x [X, K]
@@ -29,6 +29,10 @@
 //
 // x_ring = 1: x streams chunk by chunk through a ring shared by the CTA's warps instead of
 // the CTA staging x over its K range up front (which needs a split of K that fits).
+//
+// token_tiles (1, 2, 4 or 8): the most 8-token MMA tiles a CTA takes (it takes the fewest
+// that hold M, up to this; more tokens run as several token groups). Above 2 only with
+// x_ring, tiled and k_warps 1: 64 tokens decode each weight once instead of 4 times.
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -62,7 +66,7 @@ bool aligned(const at::Tensor& t, int64_t bytes) {
 void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& global_scale,
           at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, const at::Tensor& row_expert,
           const at::Tensor& row_weight, int64_t format, int64_t rows_per_warp, int64_t stages, int64_t k_warps,
-          int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring) {
+          int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring, int64_t max_token_tiles) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
   require(stages == 4, "stages must be 4, got " + std::to_string(stages));
@@ -82,6 +86,10 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(tiled == 0 || tiled == 1, "tiled must be 0 or 1");
   require(x_ring == 0 || x_ring == 1, "x_ring must be 0 or 1");
   require(!x_ring || tiled, "x_ring needs the tiled layout (tiled = 1)");
+  require(max_token_tiles == 1 || max_token_tiles == 2 || max_token_tiles == 4 || max_token_tiles == 8,
+          "token_tiles must be 1, 2, 4 or 8, got " + std::to_string(max_token_tiles));
+  require(max_token_tiles <= 2 || (x_ring && k_warps == 1 && stages == 4),
+          "token_tiles 4 and 8 need x_ring (and the tiled layout), k_warps 1 and 4 stages");
   // per routed row one token; else x's rows
   const int64_t m = routed ? 1 : x.size(0), k = x.size(1);
   if (routed) {
@@ -147,7 +155,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
           "y must be [" + std::string(routed ? "R" : "M") + ", N] of x's dtype or fp32 with contiguous rows, got " +
               shape_text(y));
   require(split_k >= 1, "split_k must be at least 1");
-  const int mt = token_tiles(static_cast<int>(m));
+  const int mt = token_tiles(static_cast<int>(m), static_cast<int>(max_token_tiles));
   const int64_t rows_per_cta = cta_rows(static_cast<int>(rows_per_warp), static_cast<int>(k_warps));
   const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * ((m + 8 * mt - 1) / (8 * mt));
   if (split_k > 1) {
@@ -186,6 +194,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.scale_stride = tiled ? 0 : scales.stride(-2);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);
+  p.token_tiles = mt;
   const bool ring_x = x_ring != 0;
   const int shared = gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp),
                                        static_cast<int>(stages), static_cast<int>(k_warps), ring_x);
@@ -215,7 +224,7 @@ TORCH_LIBRARY_FRAGMENT(swiglu_check_w4a16, m) {
   m.def(
       "gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y, Tensor partials, "
       "Tensor counters, Tensor row_expert, Tensor row_weight, int format, int rows_per_warp, int stages, int k_warps, "
-      "int split_k, int plant, int tiled, int x_ring) -> ()");
+      "int split_k, int plant, int tiled, int x_ring, int token_tiles) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(swiglu_check_w4a16, CUDA, m) { m.impl("gemm_", &swiglu_check::w4a16::gemm); }

@@ -3,8 +3,8 @@
 // in registers and multiplied on tensor cores (mma.sync m16n8k16, fp32 accumulation).
 //
 // K must be a multiple of 32 (16-byte aligned weight rows); a partial last chunk masks
-// whole 32-element lane segments. Made for decode and small batches (M <= 64 per token group), where the weights' bytes
-// decide the time: every packed byte is read once, with 16-byte loads, and turned into
+// whole 32-element lane segments. Made for decode and small batches (M <= 64 per token group),
+// where the weights' bytes decide the time: every packed byte is read once, with 16-byte loads, and turned into
 // MMA operands without any shuffle between threads.
 //
 // Layout of the work
@@ -23,8 +23,9 @@
 //   slower at M = 1, measured). The rows' block-scale bytes ride in the same ring (ncu:
 //   scale loads kept in registers waited on L2/DRAM round trips for a quarter of the
 //   warps' samples).
-// - More than 16 tokens run as groups of 16 along grid x, next to each other, so the
-//   groups reading one weight tile share it through L2.
+// - A CTA takes MT tiles of 8 tokens (1, 2; with the x ring also 4, 8: the weights are
+//   decoded once for up to 64 tokens). More tokens run as groups of 8 * MT along grid x,
+//   next to each other, so the groups reading one weight tile share it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
 //   arrive sums them in split order (deterministic) and rounds once.
 //
@@ -638,8 +639,8 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next call
 }
 
-// Host side: the kernel for one problem. MT (8-token tiles per CTA: 1 for M <= 8, else 2;
-// larger M runs several token groups) follows M; R (16-row tiles per warp, 1 or 2), S
+// Host side: the kernel for one problem. MT (8-token tiles per CTA: GemmParams.token_tiles,
+// the fewest that hold M up to the launch's maximum; larger M runs several token groups); R (16-row tiles per warp, 1 or 2), S
 // (ring stages: 4), KW (warps along K per row group: 1, 2 or 4) and XR (x streams
 // through a CTA-wide ring; tiled layout only) are tuning choices, TL (tiled layout) follows the weight's layout.
 // Planted bugs and diagnostics exist for R = 1, S = 4.
@@ -703,14 +704,28 @@ cudaError_t launch_stages(const GemmParams& p, int stages, int k_warps, bool til
   return cudaErrorInvalidValue;
 }
 
+// MT 4 and 8 (32 and 64 tokens per CTA, so the weights are decoded once for up to 64
+// tokens) exist with the x ring, the tiled layout, one warp along K and 4 stages only.
+template <typename T, int FORMAT, int MT>
+cudaError_t launch_wide(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring,
+                        int plant, dim3 grid, cudaStream_t stream) {
+  if (!tiled || !x_ring || k_warps != 1 || stages != 4) return cudaErrorInvalidValue;
+  if (rows_per_warp == 1) return launch_plant<T, FORMAT, MT, 1, 4, 1, 1, 1>(p, plant, grid, stream);
+  if (rows_per_warp == 2) return launch_plant<T, FORMAT, MT, 2, 4, 1, 1, 1>(p, plant, grid, stream);
+  return cudaErrorInvalidValue;
+}
+
 template <typename T, int FORMAT>
 cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring,
                           int plant, cudaStream_t stream) {
-  const int mt = token_tiles(p.M);
+  const int mt = p.token_tiles;
   const int groups = (p.M + 8 * mt - 1) / (8 * mt);
   const int rows = cta_rows(rows_per_warp, k_warps);
   const int batch = p.row_expert != nullptr ? p.routed_rows : 1;
   const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k, batch);
+  if (mt == 4) return launch_wide<T, FORMAT, 4>(p, rows_per_warp, stages, k_warps, tiled, x_ring, plant, grid, stream);
+  if (mt == 8) return launch_wide<T, FORMAT, 8>(p, rows_per_warp, stages, k_warps, tiled, x_ring, plant, grid, stream);
+  if (mt != 1 && mt != 2) return cudaErrorInvalidValue;
   if (rows_per_warp == 1) {
     return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
                    : launch_stages<T, FORMAT, 2, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream);

@@ -28,6 +28,7 @@ struct GemmParams {
   int M, N, K;
   int64_t x_stride, packed_stride, scale_stride, y_stride;
   int split_k;
+  int token_tiles;            // 8-token MMA tiles per CTA: token_tiles(M, the launch's maximum)
   int y_fp32;                 // y is fp32 (else x's dtype)
   // Routed rows (the MoE's expert GEMMs at a few tokens): when row_expert is set, grid z
   // runs the routed rows r, one token each (M = 1): expert row_expert[r]'s weights (packed
@@ -39,8 +40,15 @@ struct GemmParams {
   int64_t expert_packed_stride, expert_scale_stride;
 };
 
-// 8-token tiles per CTA for M tokens (more than 16 tokens: several token groups of 16)
-inline int token_tiles(int m) { return m <= 8 ? 1 : 2; }
+// 8-token MMA tiles per CTA for M tokens: the fewest of 1, 2, 4, 8 that hold them, at most
+// max_tiles (more tokens run as several token groups, each re-reading the weight tile
+// through L2). 4 and 8 exist for the x ring only (kMaxTokenTiles).
+constexpr int kMaxTokenTiles = 8;
+inline int token_tiles(int m, int max_tiles) {
+  int mt = 1;
+  while (mt < max_tiles && 8 * mt < m) mt *= 2;
+  return mt;
+}
 
 // Weight rows of one CTA: its warps form kWarps / k_warps row groups of rows_per_warp
 // 16-row tiles each, the k_warps warps of a group sharing the CTA's K range.
@@ -74,7 +82,7 @@ __host__ __device__ constexpr int x_ring_token_bytes() { return kChunk * 2 + 64;
 inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp, int stages, int k_warps, bool x_ring) {
   const int chunks = (p.K + kChunk - 1) / kChunk;
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
-  const int tokens = p.M < 8 * token_tiles(p.M) ? p.M : 8 * token_tiles(p.M);
+  const int tokens = p.M < 8 * p.token_tiles ? p.M : 8 * p.token_tiles;
   const int rings = kWarps * stages * rows_per_warp * ring_tile_bytes(format);
   return rings + (x_ring ? stages * k_warps * tokens * x_ring_token_bytes() : tokens * x_row_bytes(per_split));
 }
