@@ -140,11 +140,59 @@ def test_scales_are_padded_to_whole_chunks_only_when_needed(fmt: str, k: int) ->
     assert torch.equal(sliced[:, :k // block], wide[:, 1:1 + k // block])
 
 
+def placed_word_bytes(raw: list[int]) -> list[int]:
+    """Four packed bytes (codes 2b, 2b + 1 in byte b's low and high nibble) as the tiled
+    layout stores them: code i's bit j at cuda_gemm.PLACED_BITS[i][j], little-endian."""
+    word = 0
+    for i in range(8):
+        code = (raw[i // 2] >> (4 * (i % 2))) & 0xF
+        for j, position in enumerate(cuda_gemm.PLACED_BITS[i]):
+            word |= ((code >> j) & 1) << position
+    return list(word.to_bytes(4, "little"))
+
+
+def test_placed_bits_fill_a_word_once() -> None:
+    positions = [p for bits in cuda_gemm.PLACED_BITS for p in bits]
+    assert sorted(positions) == list(range(32))
+
+
+def emulate_placed_pairs(words: torch.Tensor, fp16: bool) -> torch.Tensor:
+    """w4a16_gemm.cuh's placed_pairs, operation for operation, on int64 words (uint32 values):
+    [..., 4 pairs] 32-bit bf16x2 (or f16x2) bit patterns."""
+    m32 = 0xFFFFFFFF
+    pair = 0x81C081C0
+    p = [words & pair, (words << 3) & m32 & pair, ((words & 0x40074007) * 0x42) & m32 & pair,
+         ((words >> 3) & 0x01C001C0) | ((words << 2) & m32 & 0x80008000)]
+    if fp16:
+        p = [((v & 0x01C001C0) << 3) | (v & 0x80008000) for v in p]
+    return torch.stack(p, dim=-1)
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["bf16", "fp16"])
+def test_kernel_decoder_turns_placed_words_into_neighbouring_pairs(fp16: bool) -> None:
+    """Every code in every position: the kernel's integer decoder on placed words gives pair j
+    = (element 2j, element 2j + 1) as 16-bit floats equal to code * 2^-126 (bf16) or
+    code * 2^-14 (fp16), the value that the unbias and scale multiplies then finish."""
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randint(0, 256, (4096, 4), dtype=torch.uint8, generator=g)
+    raw[:16, :] = torch.arange(16, dtype=torch.uint8).repeat_interleave(17)[:64].reshape(16, 4)  # every code
+    placed = cuda_gemm.placed_words(raw)
+    assert placed.tolist() == [placed_word_bytes(r) for r in raw.tolist()]
+    words = placed.view(torch.int32).to(torch.int64).reshape(-1) & 0xFFFFFFFF
+    pairs = emulate_placed_pairs(words, fp16)  # [words, 4]
+    halves = torch.stack([pairs & 0xFFFF, pairs >> 16], dim=-1).reshape(-1, 8)  # [words, element]
+    as16 = torch.where(halves >= 1 << 15, halves - (1 << 16), halves).to(torch.int16)
+    values = as16.view(torch.float16 if fp16 else torch.bfloat16).double() * (2.0**14 if fp16 else 2.0**126)
+    codes = torch.stack([raw & 0xF, raw >> 4], dim=-1).reshape(-1, 8).long()
+    assert torch.equal(values, fp4.e2m1_decode(codes, torch.float64))
+
+
 @pytest.mark.parametrize("fmt, n, k", [("nvfp4", 40, 4096), ("mxfp4", 16, 160), ("nvfp4", 3, 96)])
 def test_tiled_layout_places_every_byte_where_the_kernel_reads_it(fmt: str, n: int, k: int) -> None:
     """Element by element from the layout's definition: piece (tile t, chunk q) holds at
-    lane (g, c) = (lane // 4, lane % 4), half h the 16 bytes 64q + 16c .. of row 16t + 8h + g,
-    then row i's scale bytes of chunk q; zeros past N and past K."""
+    lane (g, c) = (lane // 4, lane % 4), half h the 16 bytes 64q + 16c .. of row 16t + 8h + g
+    (each 4-byte word's codes at PLACED_BITS), then row i's scale bytes of chunk q; zeros
+    past N and past K."""
     g = torch.Generator().manual_seed(n + k)
     weight = random_fp4_weight(fmt, n, k, "cpu", g)
     tiled = cuda_gemm.tiled_layout(weight)
@@ -158,7 +206,8 @@ def test_tiled_layout_places_every_byte_where_the_kernel_reads_it(fmt: str, n: i
             for h in range(2):
                 for lane in range(32):
                     row, col = 16 * t + 8 * h + lane // 4, 64 * q + 16 * (lane % 4)
-                    want = [packed[row][col + b] if row < n and col + b < k // 2 else 0 for b in range(16)]
+                    raw = [packed[row][col + b] if row < n and col + b < k // 2 else 0 for b in range(16)]
+                    want = [byte for w in range(4) for byte in placed_word_bytes(raw[4 * w:4 * w + 4])]
                     assert piece[(h * 32 + lane) * 16:(h * 32 + lane + 1) * 16] == want, (t, q, h, lane)
             for i in range(16):
                 row = 16 * t + i

@@ -127,14 +127,35 @@ def tile_bytes(fmt: str) -> int:
     return 16 * CHUNK // 2 + 16 * chunk_scale_bytes(fmt)
 
 
+# Where the tiled layout keeps each code's (mantissa, exponent low, exponent high, sign) bits
+# in a 32-bit word, by element 0..7 of the word (w4a16_gemm.cuh, placed_pairs): elements
+# 2j and 2j + 1 form pair j in the low and high 16 bits, placed so that one shift or one
+# multiply and a mask turn the pair into a bf16x2 operand (pair 0 already at the bf16 bits).
+PLACED_BITS = ((6, 7, 8, 15), (22, 23, 24, 31), (3, 4, 5, 12), (19, 20, 21, 28),
+               (0, 1, 2, 14), (16, 17, 18, 30), (9, 10, 11, 13), (25, 26, 27, 29))
+
+
+def placed_words(codes: torch.Tensor) -> torch.Tensor:
+    """Packed code bytes (last dim a multiple of 4; a 32-bit word's nibble i is its element
+    i, the even element in a byte's low nibble) with each word's bits moved to PLACED_BITS."""
+    words = codes.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    placed = torch.zeros_like(words)
+    for element, positions in enumerate(PLACED_BITS):
+        for bit, position in enumerate(positions):
+            placed |= ((words >> (4 * element + bit)) & 1) << position
+    placed = torch.where(placed >= 1 << 31, placed - (1 << 32), placed)  # two's complement int32
+    return placed.to(torch.int32).view(torch.uint8)
+
+
 def tiled_layout(weight: FP4Weight) -> torch.Tensor:
     """The weight (`[..., N, K]`) in the kernel's tiled layout: uint8 `[..., ceil(N/16),
     chunks, tile_bytes]`, each piece one warp's ring stage for one 16-row tile and one
     128-element chunk exactly as the kernel keeps it in shared memory. Lane (g, c)'s 16
     bytes of rows g and g + 8 (bytes 16c .. 16c + 15 of the rows' chunk), lanes in order,
     then the 16 rows' scale bytes of the chunk. Rows past N and elements past K are zero.
+    Each 32-bit word of codes keeps its 8 codes' bits at PLACED_BITS (`placed_words`).
     A warp then copies each chunk as one contiguous run (the rows layout reads 16 runs of
-    64 bytes and 16 scale pieces of 8 or 4). Same bytes, rearranged: made once per weight
+    64 bytes and 16 scale pieces of 8 or 4). Same bits, rearranged: made once per weight
     (`cached_tiled_layout`), as an inference engine does when it loads weights."""
     *lead, n, half = weight.packed.shape
     k = 2 * half
@@ -146,7 +167,7 @@ def tiled_layout(weight: FP4Weight) -> torch.Tensor:
     codes = torch.nn.functional.pad(weight.packed, (0, chunks * CHUNK // 2 - half, 0, tiles * 16 - n))
     codes = codes.reshape(*lead, tiles, 2, 8, chunks, 4, 16)
     codes = codes.permute(*range(dims), dims, dims + 3, dims + 1, dims + 2, dims + 4, dims + 5)
-    codes = codes.reshape(*lead, tiles, chunks, 16 * CHUNK // 2)
+    codes = placed_words(codes.reshape(*lead, tiles, chunks, 16 * CHUNK // 2))
     scales = torch.nn.functional.pad(chunk_padded_scales(weight.scales, weight.format, k), (0, 0, 0, tiles * 16 - n))
     scales = scales.reshape(*lead, tiles, 16, chunks, per_chunk)
     scales = scales.permute(*range(dims), dims, dims + 2, dims + 1, dims + 3).reshape(*lead, tiles, chunks, 16 * per_chunk)

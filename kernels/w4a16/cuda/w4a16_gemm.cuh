@@ -39,6 +39,9 @@
 // 32c + 8w + (2t, 2t+4, 2t+1, 2t+5). The B operand (x) uses the same map: lane (g, c)
 // loads x[token g][32c + 8w .. + 8) (16 bytes) and pairs its halves with two byte
 // permutes. A permutation of K applied to both operands leaves the product unchanged.
+// The tiled layout stores each word's codes so that its pairs are neighbours instead:
+// Q_j = elements (8w + 2j, 8w + 2j + 1), step t uses A = {Q_2t(g), Q_2t(g+8), Q_2t+1(g),
+// Q_2t+1(g+8)}, and x's 16 bytes are the B operands as loaded (no permutes; decode_word).
 //
 // Decoding: a code's exponent/mantissa bits go to the 16-bit float's exponent field's low
 // bits and mantissa's top bit, its sign to bit 15, so the float equals code * 2^-126
@@ -225,17 +228,51 @@ __device__ __forceinline__ void scale_pairs(uint32_t bytes, uint32_t (&pair)[4])
   }
 }
 
-// Four weight pairs (P_0 .. P_3 of the header) of one word, scaled.
-template <typename T, int FORMAT, int PLANT>
-__device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t (&p)[4]) {
-  if constexpr (PLANT == kNibbleSwap) {
-    q = ((q & 0x0F0F0F0Fu) << 4) | ((q >> 4) & 0x0F0F0F0Fu);
+// The tiled layout's words (cuda_gemm.tiled_layout, PLACED_BITS) keep the codes with their
+// bits already where a bf16 pair wants them: pair j holds elements (2j, 2j + 1) of the
+// word, its (m, e0, e1, sign) bits at
+//   pair 0: (6, 7, 8, 15) and (22, 23, 24, 31)  -- the bf16 positions themselves
+//   pair 1: (3, 4, 5, 12) and (19, 20, 21, 28)  -- 3 below them
+//   pair 2: (0, 1, 2, 14) and (16, 17, 18, 30)  -- exponent/mantissa 6 below, sign 1 below
+//   pair 3: (9, 10, 11, 13) and (25, 26, 27, 29) -- exponent/mantissa 3 above, sign 2 below
+// so pair 0 is one AND, pair 1 a shift and an AND, pair 2 an AND, a multiply (two left
+// shifts at once: copies at 6 and 1 above, none landing on another) and an AND, pair 3
+// two shifts and two logic ops: 10 integer operations per word instead of 13. (Four
+// pairs cannot all be shifts of one mask: the bf16 pattern has only 3 disjoint translates
+// in 32 bits.) fp16 moves the bf16 exponent/mantissa bits 3 up.
+constexpr uint32_t kPlacedPair = 0x81C081C0u;  // bf16 pair: exponent/mantissa 6-8, 22-24; signs 15, 31
+template <typename T>
+__device__ __forceinline__ void placed_pairs(uint32_t q, uint32_t (&p)[4]) {
+  p[0] = q & kPlacedPair;
+  p[1] = (q << 3) & kPlacedPair;
+  p[2] = (q & 0x40074007u) * 0x42u & kPlacedPair;  // (q << 6) + (q << 1)
+  p[3] = ((q >> 3) & 0x01C001C0u) | ((q << 2) & 0x80008000u);
+  if constexpr (std::is_same<T, __half>::value) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) p[j] = ((p[j] & 0x01C001C0u) << 3) | (p[j] & 0x80008000u);
   }
-  const uint32_t q8 = q >> 8;
-  p[0] = Act<T>::template place<0>(q);
-  p[1] = Act<T>::template place<1>(q);
-  p[2] = Act<T>::template place<0>(q8);
-  p[3] = Act<T>::template place<1>(q8);
+}
+
+// Four weight pairs of one word, scaled: P_0 .. P_3 of the header (rows layout: nibbles
+// (j, j + 4)) or Q_0 .. Q_3 (tiled layout: elements (2j, 2j + 1), bits pre-placed).
+template <typename T, int FORMAT, int TL, int PLANT>
+__device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t (&p)[4]) {
+  if constexpr (TL) {
+    placed_pairs<T>(q, p);
+    if constexpr (PLANT == kNibbleSwap) {  // each pair's two elements swapped: the odd one decoded as the even
+#pragma unroll
+      for (int j = 0; j < 4; ++j) p[j] = prmt(p[j], 0, 0x1032);
+    }
+  } else {
+    if constexpr (PLANT == kNibbleSwap) {
+      q = ((q & 0x0F0F0F0Fu) << 4) | ((q >> 4) & 0x0F0F0F0Fu);
+    }
+    const uint32_t q8 = q >> 8;
+    p[0] = Act<T>::template place<0>(q);
+    p[1] = Act<T>::template place<1>(q);
+    p[2] = Act<T>::template place<0>(q8);
+    p[3] = Act<T>::template place<1>(q8);
+  }
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if constexpr (!Scales<T, FORMAT>::kOneMultiply) p[j] = Act<T>::mul(p[j], Act<T>::kUnbias);
@@ -447,8 +484,12 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 #pragma unroll
     for (int u = 0; u < kXBatch; ++u) {
       if (at[u] >= 0) {
-        *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
-                                                               prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
+        if constexpr (TL) {  // the tiled layout's pairs are neighbours: x as it is
+          *reinterpret_cast<uint4*>(x_smem + at[u]) = v[u];
+        } else {
+          *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
+                                                                 prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
+        }
       }
     }
   }
@@ -461,12 +502,11 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     x_lane[j] = XR ? x_smem + (kw * x_tokens + token) * x_ring_token_bytes() + c * 16 : x_smem + token * row_bytes + c * 16;
   }
 
-  // x's MMA operands of word w (XR: permuted from x ring stage `stage`; else pre-permuted
-  // in the staged slice at chunk q of the CTA's range)
+  // x's MMA operands of word w: from x ring stage `stage` (XR), else from the staged slice at
+  // chunk q of the CTA's range (the rows layout's slice is pre-permuted there)
   auto load_bx = [&](int j, int stage, int q, int w) -> uint4 {
     if constexpr (XR) {
-      const uint4 v = *reinterpret_cast<const uint4*>(x_lane[j] + stage * x_stage_bytes + w * 64);
-      return make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632));
+      return *reinterpret_cast<const uint4*>(x_lane[j] + stage * x_stage_bytes + w * 64);  // (tiled: no permute)
     } else {
       return *reinterpret_cast<const uint4*>(x_lane[j] + q * 256 + w * 64);
     }
@@ -495,8 +535,8 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
           uint32_t lo[4], hi[4];  // rows g and g + 8
           const uint4& q0 = wq[r][0];
           const uint4& q1 = wq[r][1];
-          decode_word<T, FORMAT, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
-          decode_word<T, FORMAT, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
+          decode_word<T, FORMAT, TL, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
+          decode_word<T, FORMAT, TL, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
 #pragma unroll
           for (int t = 0; t < 2; ++t) {
             const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
