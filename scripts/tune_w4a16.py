@@ -47,7 +47,7 @@ def candidates(bm: int):
     elif bm == 16:
         grid = itertools.product((32, 64, 128, 256), (128, 256), (4, 8), (2, 3, 4), (2, 3))
     else:
-        grid = itertools.product((64, 128), (128, 256), (4, 8), (3, 4), (2, 3))
+        grid = itertools.product((32, 64, 128), (64, 128, 256), (4, 8), (2, 3, 4), (2, 3))
     return [GemmConfig(bn, bm, bk, 1, w, st, deq) for bn, bk, w, st, deq in grid]
 
 
@@ -75,7 +75,8 @@ def _compile_one(fmt: str, cfg_dict: dict) -> tuple[str, str]:
 
 
 def precompile(formats: list[str], workers: int) -> dict[tuple[str, str], str]:
-    jobs = [(fmt, cfg) for fmt in formats for bm in (1, 16, 64) for cfg in candidates(bm)]
+    needed = sorted({bm for m in MS for bm in block_ms(m)})
+    jobs = [(fmt, cfg) for fmt in formats for bm in needed for cfg in candidates(bm)]
     errors: dict[tuple[str, str], str] = {}
     start = time.time()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
@@ -124,11 +125,13 @@ def main() -> int:
     parser.add_argument("--out", default="tune.json")
     parser.add_argument("--table", default="w4a16-table.json")
     parser.add_argument("--formats", default="nvfp4,mxfp4")
+    parser.add_argument("--ms", default="16,1,64", help="token counts to time (the table gets their buckets only)")
     parser.add_argument("--budget-s", type=float, default=200.0)
     parser.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
     parser.add_argument("--dry-run", action="store_true", help="CPU interpreter, tiny shapes: tests the script")
     args = parser.parse_args()
     formats = args.formats.split(",")
+    MS = tuple(int(v) for v in args.ms.split(",") if v)
     if args.dry_run:
         DEVICE, DRY, SHAPES, MS = "cpu", True, ((256, 64),), (16, 1, 64)
 
