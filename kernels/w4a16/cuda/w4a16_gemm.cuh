@@ -444,6 +444,25 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // then meets the warp at a __syncwarp (XR: the CTA at a __syncthreads), which makes
   // every lane's copies of step n visible and orders all lanes' reads of step n - 1's
   // scales (and x) before the copies of step n + S - 1 into that stage.
+  // Without XR, the CTA's tokens over its K range in shared memory at [token][chunk][word w]
+  // [lane c], 16 bytes (8 elements) each, so one 16-byte shared load gives a lane its x of
+  // word w and the 4 lanes of a row read 64 contiguous bytes. Elements past K are zero (the
+  // weights there are zero too, and x could be anything). Rows layout: stored as the MMA B
+  // operands (e0 e4, e1 e5, e2 e6, e3 e7) through registers, after the first weights are on
+  // their way. Tiled layout: x as it is, by cp.async in the ring's first group (no register
+  // round trip for the CTA to wait on before its first chunk).
+  const int row_bytes = x_row_bytes(per_split);
+  const int my_chunks = max(chunk_end - chunk_begin, 0);
+  const int x_groups = XR ? 0 : tokens * my_chunks * 16;
+  // 8-element group i of the slice: its token, its place in shared memory, its element k
+  auto x_group = [&](int i, int& at, int& t, int& k) {
+    t = i / (my_chunks * 16);
+    const int rest = i - t * my_chunks * 16;
+    const int q = rest >> 4;  // chunk within the slice
+    const int group = rest & 15;  // 8-element group within the chunk: lane c = group / 4, word w = group % 4
+    k = (chunk_begin + q) * kChunk + 8 * group;
+    at = t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16;
+  };
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) {
     if (i < steps) {
@@ -453,46 +472,42 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     if constexpr (XR) {
       if (i < cta_steps) copy_x(i, i);
     }
+    if constexpr (TL && !XR) {
+      if (i == 0) {
+        for (int n = threadIdx.x; n < x_groups; n += kWarps * 32) {
+          int at, t, k;
+          x_group(n, at, t, k);
+          copy_async_l1<16>(x_smem + at, static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride +
+                                              (k < p.K ? k : 0), k < p.K);
+        }
+      }
+    }
     commit_async();
   }
 
-  // Without XR, x while the first weights are on their way: the CTA's tokens over its K range, each
-  // 16-byte group of 8 elements (e0 .. e7) stored as the MMA B operands (e0 e4, e1 e5,
-  // e2 e6, e3 e7) at [token][chunk][word w][lane c], so one 16-byte shared load gives a
-  // lane its four operands of word w, and the 4 lanes of a row read 64 contiguous bytes.
-  // Elements past K are zero (the weights there are zero too, and x could be anything).
   // Four loads per thread are in flight before the first store.
-  const int row_bytes = x_row_bytes(per_split);
-  const int my_chunks = max(chunk_end - chunk_begin, 0);
-  const int x_groups = XR ? 0 : tokens * my_chunks * 16;
   constexpr int kXBatch = 4;
-  for (int i0 = threadIdx.x; i0 < x_groups; i0 += kXBatch * kWarps * 32) {
+  for (int i0 = threadIdx.x; !TL && i0 < x_groups; i0 += kXBatch * kWarps * 32) {
     uint4 v[kXBatch];
     int at[kXBatch];
 #pragma unroll
     for (int u = 0; u < kXBatch; ++u) {
       const int i = i0 + u * kWarps * 32;
-      const int t = i / (my_chunks * 16);
-      const int rest = i - t * my_chunks * 16;
-      const int q = rest >> 4;  // chunk within the slice
-      const int group = rest & 15;  // 8-element group within the chunk: lane c = group / 4, word w = group % 4
-      const int k = (chunk_begin + q) * kChunk + 8 * group;
+      int t, k;
+      x_group(i, at[u], t, k);
       v[u] = make_uint4(0, 0, 0, 0);
-      at[u] = i < x_groups ? t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16 : -1;
+      if (i >= x_groups) at[u] = -1;
       if (i < x_groups && k < p.K) v[u] = load_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
     }
 #pragma unroll
     for (int u = 0; u < kXBatch; ++u) {
       if (at[u] >= 0) {
-        if constexpr (TL) {  // the tiled layout's pairs are neighbours: x as it is
-          *reinterpret_cast<uint4*>(x_smem + at[u]) = v[u];
-        } else {
-          *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
-                                                                 prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
-        }
+        *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
+                                                               prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
       }
     }
   }
+  if constexpr (TL && !XR) wait_async<S - 2>();  // the first group (the first weights and x) has landed
   if constexpr (!XR) __syncthreads();
   // lanes of tokens past the end read the last token (their results are never stored)
   const uint8_t* x_lane[MT];
