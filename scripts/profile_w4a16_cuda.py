@@ -4,7 +4,7 @@
     ncu --clock-control none -k regex:gemm_kernel --launch-skip 2 --launch-count 1 \\
         python3 scripts/profile_w4a16_cuda.py 1x4096x14336 --config r1k4c4p4
 
-`--config rRkWcCpP[t][x][mT]`: rows per warp R, warps along K W (kW may be left out: 1),
+`--config rRkWcCpP[t][x][mT]`: rows per warp R, warps along K W (kW may be left out: 1; k0: auto),
 CTAs per SM C (split-K aim), ring stages P; `t` the tiled layout, `x` x in the CTA's
 ring, `mT` at most T 8-token tiles per CTA (default 2). `--plant no-math` profiles the
 diagnostic variant.
@@ -50,8 +50,9 @@ def main() -> int:
         cuda_gemm.cuda_w4a16_matmul(x, weight, config=cfg, plant=args.plant)
     torch.cuda.synchronize()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
+    cfg = cuda_gemm.resolve_k_warps(cfg, m, n, sms)
     print(f"{args.shape} {args.format} {cfg.label}: split_k {cuda_gemm.choose_split_k(m, n, k, cfg, sms)},"
-          f" {cuda_gemm.output_tiles(m, n, cfg.rows_per_cta)} output tiles")
+          f" {cuda_gemm.output_tiles(m, n, cfg.rows_per_cta, cfg.token_tiles)} output tiles")
     return 0
 
 

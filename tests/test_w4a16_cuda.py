@@ -107,6 +107,27 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     assert cuda_gemm.choose_split_k(1, 4096, 14336, narrow, 132) == 2
 
 
+def test_auto_k_warps_take_the_fewest_that_give_every_sm_a_cta() -> None:
+    auto = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=0, tiled=True)
+    assert auto.label == "r1k0c4s0p4t"
+    with pytest.raises(ValueError, match="resolve_k_warps"):
+        _ = auto.rows_per_cta
+    # 14336 rows / 64 per CTA = 224 CTAs >= 132 SMs: one warp along K
+    assert cuda_gemm.resolve_k_warps(auto, 1, 14336, 132).k_warps == 1
+    # 4096 rows: 64 CTAs with 1, 128 with 2 (< 132), 256 with 4
+    assert cuda_gemm.resolve_k_warps(auto, 1, 4096, 132).k_warps == 4
+    assert cuda_gemm.resolve_k_warps(auto, 1, 4096, 100).k_warps == 2
+    # routed rows multiply the CTAs: 3 rows of a 2048-row expert GEMM need 2 (96, 192 CTAs), 6 rows 1
+    assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=3).k_warps == 2
+    assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=6).k_warps == 1
+    # too small for any: the most warps along K
+    assert cuda_gemm.resolve_k_warps(auto, 1, 64, 132).k_warps == 4
+    fixed = cuda_gemm.CudaGemmConfig(k_warps=2)
+    assert cuda_gemm.resolve_k_warps(fixed, 1, 64, 132) is fixed
+    with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
+        cuda_gemm.CudaGemmConfig(k_warps=0, tiled=True, x_ring=True, token_tiles=8)
+
+
 def test_token_tiles_take_the_fewest_that_hold_m_up_to_the_config() -> None:
     assert [cuda_gemm.token_tiles(m) for m in (1, 8, 9, 16, 17, 64)] == [1, 1, 2, 2, 2, 2]
     assert [cuda_gemm.token_tiles(m, 8) for m in (1, 8, 9, 16, 17, 32, 33, 64, 65, 300)] == [1, 1, 2, 2, 4, 4, 8, 8, 8, 8]
@@ -286,6 +307,7 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, split_k=3),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=0, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, split_k=2, tiled=True,

@@ -40,6 +40,7 @@ FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
 # and launch structure and computes wrong y
 PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3}
 K_WARPS = (1, 2, 4)  # warps of a CTA along K that the kernels are instantiated for
+AUTO_K_WARPS = 0  # CudaGemmConfig.k_warps: chosen per problem (resolve_k_warps)
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
 X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a group x its K range)
 # the ring depths the kernels are instantiated for: 8 won two of 24 shapes by 1-2% in
@@ -50,7 +51,7 @@ STAGES = (4,)  # the planted bugs and diagnostics too, with rows_per_warp 1 only
 TOKEN_TILES = (1, 2, 4, 8)
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
-           "routed_rows_matmul", "tiled_layout"]
+           "resolve_k_warps", "routed_rows_matmul", "tiled_layout"]
 
 
 @dataclass(frozen=True)
@@ -59,23 +60,27 @@ class CudaGemmConfig:
     ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
     split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
     stages: int = 4  # weight chunks in each warp's shared-memory ring (STAGES): S - 1 in flight
-    k_warps: int = 1  # warps sharing a CTA's K range (1, 2, 4): the CTA covers 64 / k_warps * rows_per_warp rows
+    k_warps: int = 1  # warps sharing a CTA's K range (1, 2, 4; 0: resolve_k_warps): the CTA covers 64 / k_warps * rows_per_warp rows
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
     token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
 
     def __post_init__(self) -> None:
-        if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES or self.k_warps not in K_WARPS
+        if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES
+                or self.k_warps not in (*K_WARPS, AUTO_K_WARPS)
                 or self.ctas_per_sm < 1 or self.split_k < 0 or (self.x_ring and not self.tiled)
                 or self.token_tiles not in TOKEN_TILES
                 or (self.token_tiles > 2 and (not self.x_ring or self.k_warps != 1))):
             raise ValueError(f"bad CUDA W4A16 config {self}: rows_per_warp 1 or 2, stages one of {STAGES},"
-                             f" k_warps one of {K_WARPS}, ctas_per_sm >= 1, split_k >= 0, x_ring only tiled,"
+                             f" k_warps one of {K_WARPS} or {AUTO_K_WARPS} (auto), ctas_per_sm >= 1, split_k >= 0,"
+                             f" x_ring only tiled,"
                              f" token_tiles one of {TOKEN_TILES} (above 2 only with x_ring and k_warps 1)")
 
     @property
     def rows_per_cta(self) -> int:
-        """Weight rows one CTA covers (w4a16_gemm.h's cta_rows)."""
+        """Weight rows one CTA covers (w4a16_gemm.h's cta_rows); k_warps resolved first."""
+        if self.k_warps == AUTO_K_WARPS:
+            raise ValueError("k_warps 0 (auto) has no CTA size until resolve_k_warps picks one")
         return WARPS // self.k_warps * 16 * self.rows_per_warp
 
     @property
@@ -99,6 +104,22 @@ def token_tiles(m: int, max_tiles: int = 2) -> int:
 def output_tiles(m: int, n: int, rows_per_cta: int, max_tiles: int = 2) -> int:
     """CTAs per split: weight-row tiles of `rows_per_cta` rows times token groups."""
     return -(-n // rows_per_cta) * -(-m // (8 * token_tiles(m, max_tiles)))
+
+
+def resolve_k_warps(config: CudaGemmConfig, m: int, n: int, sms: int, batches: int = 1) -> CudaGemmConfig:
+    """`config` with k_warps 0 (auto) replaced by the fewest warps along K (1, 2, 4) whose
+    CTAs over the problem (`batches` GEMMs of M x N, no split of K) number at least one per
+    SM, or 4. Fewer warps along K give each warp longer runs of weights and no sums between
+    warps; more give small N enough CTAs without split-K (H100, this session's tuner: 1 x
+    4096 x 14336 15.6 us with 1 and 17.3 with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2
+    with 4)."""
+    if config.k_warps != AUTO_K_WARPS:
+        return config
+    for k_warps in K_WARPS:
+        resolved = dataclasses.replace(config, k_warps=k_warps)
+        if output_tiles(m, n, resolved.rows_per_cta, config.token_tiles) * batches >= sms:
+            return resolved
+    return resolved
 
 
 def chunk_scale_bytes(fmt: str) -> int:
@@ -227,13 +248,16 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 
 # (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
 # and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces this one.
-# Measured on the H100 (2026-11-22, session 6: scripts/tune_w4a16_cuda.py inside
-# scripts/gpu-check, CUDA-graph device time, the config with the smallest geometric mean over
-# the bench shapes of each M; kernels/w4a16/NOTES.md). The tiled layout won every shape; x
-# through the CTA's ring won every shape above M = 1 (16x4096x14336: 31.5 -> 22.7 us) and
-# lost every M = 1 shape (its per-step barrier; 16.3 -> 20.0 us at 1x4096x14336).
+# Measured on the H100 (2026-11-22, sessions 6 and 7: scripts/tune_w4a16_cuda.py, CUDA-graph
+# device time, the config with the smallest geometric mean over the bench shapes of each M;
+# kernels/w4a16/NOTES.md). The tiled layout won every shape; x through the CTA's ring won
+# every shape above M = 1 (16x4096x14336: 31.5 -> 22.7 us) and lost every M = 1 shape (its
+# per-step barrier). At M = 1 one warp along K won at N = 14336 (15.6 us against 17.3 with
+# four) and four at N = 4096 (16.2 against 20.4 at K = 14336): k_warps 0 picks per shape
+# (resolve_k_warps). 32 or 64 tokens per CTA (token_tiles 4, 8) won single shapes at M = 32
+# and 64 but not the M = 64 geometric mean.
 GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = (
-    (1, CudaGemmConfig(rows_per_warp=1, k_warps=4, ctas_per_sm=2, stages=4, tiled=True)),
+    (1, CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=2, stages=4, tiled=True)),
     (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)),
     (1 << 30, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True, x_ring=True)),
 )
@@ -302,7 +326,9 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     cfg = config or pick_config(m)
     if plant is not None:  # plants: R = 1 only
         cfg = dataclasses.replace(cfg, rows_per_warp=1)
-    split = choose_split_k(m, n, k, cfg, _sm_count(x.device))
+    sms = _sm_count(x.device)
+    cfg = resolve_k_warps(cfg, m, n, sms)
+    split = choose_split_k(m, n, k, cfg, sms)
     _launch(x, weight, y, m, cfg, split, _empty_int(x.device), None, PLANTS[plant])
     return y
 
@@ -367,7 +393,8 @@ def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Ten
     y = torch.empty((rows, n), dtype=torch.float32, device=x.device) if out is None else out
     if rows == 0 or n == 0:
         return y
-    cfg = config or pick_config(1)
-    split = choose_split_k(1, n, k, cfg, _sm_count(x.device), batches=rows)
+    sms = _sm_count(x.device)
+    cfg = resolve_k_warps(config or pick_config(1), 1, n, sms, batches=rows)
+    split = choose_split_k(1, n, k, cfg, sms, batches=rows)
     _launch(x, weight, y, 1, cfg, split, row_expert.reshape(-1).to(torch.int32).contiguous(), row_weight, 0)
     return y
