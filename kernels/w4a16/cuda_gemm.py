@@ -60,7 +60,8 @@ class CudaGemmConfig:
     ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
     split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
     stages: int = 4  # weight chunks in each warp's shared-memory ring (STAGES): S - 1 in flight
-    k_warps: int = 1  # warps sharing a CTA's K range (1, 2, 4; 0: resolve_k_warps): the CTA covers 64 / k_warps * rows_per_warp rows
+    # warps sharing a CTA's K range (1, 2, 4; 0: resolve_k_warps): the CTA covers 64 / k_warps * rows_per_warp rows
+    k_warps: int = 1
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
     token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
@@ -110,7 +111,7 @@ def resolve_k_warps(config: CudaGemmConfig, m: int, n: int, sms: int, batches: i
     """`config` with k_warps 0 (auto) replaced by the fewest warps along K (1, 2, 4) whose
     CTAs over the problem (`batches` GEMMs of M x N, no split of K) number at least one per
     SM, or 4. Fewer warps along K give each warp longer runs of weights and no sums between
-    warps; more give small N enough CTAs without split-K (H100, this session's tuner: 1 x
+    warps; more give small N enough CTAs without split-K (H100, session 7's tuner: 1 x
     4096 x 14336 15.6 us with 1 and 17.3 with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2
     with 4)."""
     if config.k_warps != AUTO_K_WARPS:

@@ -3,20 +3,20 @@
 // in registers and multiplied on tensor cores (mma.sync m16n8k16, fp32 accumulation).
 //
 // K must be a multiple of 32 (16-byte aligned weight rows); a partial last chunk masks
-// whole 32-element lane segments. Made for decode and small batches (M <= 64 per token group),
-// where the weights' bytes decide the time: every packed byte is read once, with 16-byte loads, and turned into
-// MMA operands without any shuffle between threads.
+// whole 32-element lane segments. Made for decode and small batches (M <= 64 per token
+// group), where the weights' bytes decide the time: every packed byte is read once, with
+// 16-byte loads, and turned into MMA operands without any shuffle between threads.
 //
 // Layout of the work
 // - A CTA is kWarps warps; warp `w` owns R tiles of 16 weight rows (the MMA's M side, so
 //   the few tokens sit in the MMA's N = 8 side: MT tiles of 8 tokens), and all warps of a
 //   CTA walk the same K chunks (128 elements) of one split of K.
 // - x, one of two ways (XR): the CTA stages its tokens' x over its K range in shared memory
-//   up front, already in MMA operand order (the host picks a split of K that keeps this
-//   slice small: cuda_gemm.X_SHARED_BUDGET); or x streams chunk by chunk through a ring of
-//   S stages shared by the CTA's warps (cp.async, with the weights of the same step; a
-//   __syncthreads per step), permuted into operands as it is read, so x costs no split of
-//   K and no wait before the first chunk, and all the CTA's warps share each copy.
+//   up front, in MMA operand order (the host picks a split of K that keeps this slice
+//   small: cuda_gemm.X_SHARED_BUDGET); or x streams chunk by chunk through a ring of S
+//   stages shared by the CTA's warps (cp.async, with the weights of the same step; a
+//   __syncthreads per step; tiled layout only, whose K order takes x as loaded), so x costs
+//   no split of K and no wait before the first chunk, and all the CTA's warps share each copy.
 // - Each warp streams its weights through its own ring of S chunks in shared memory
 //   (cp.async, S - 1 chunks in flight): the ring costs no registers, so the depth that
 //   covers DRAM latency does not cost occupancy (a register ring of 3-4 chunks did: 1.3x
@@ -437,13 +437,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       }
   };
 
-  // The ring: step n's chunk (weights and scales; XR: and the CTA's x) is copied into
-  // stage n % S, one commit group per step (empty groups past the end keep the count
-  // uniform), S - 1 steps before it is used. At step n a lane first issues its weight
-  // copies of step n + S - 1 (into the stage it read at step n - 1), waits for step n,
-  // then meets the warp at a __syncwarp (XR: the CTA at a __syncthreads), which makes
-  // every lane's copies of step n visible and orders all lanes' reads of step n - 1's
-  // scales (and x) before the copies of step n + S - 1 into that stage.
   // Without XR, the CTA's tokens over its K range in shared memory at [token][chunk][word w]
   // [lane c], 16 bytes (8 elements) each, so one 16-byte shared load gives a lane its x of
   // word w and the 4 lanes of a row read 64 contiguous bytes. Elements past K are zero (the
@@ -463,6 +456,14 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     k = (chunk_begin + q) * kChunk + 8 * group;
     at = t * row_bytes + q * 256 + (group & 3) * 64 + (group >> 2) * 16;
   };
+
+  // The ring: step n's chunk (weights and scales; XR: and the CTA's x) is copied into
+  // stage n % S, one commit group per step (empty groups past the end keep the count
+  // uniform), S - 1 steps before it is used. At step n a lane first issues its weight
+  // copies of step n + S - 1 (into the stage it read at step n - 1), waits for step n,
+  // then meets the warp at a __syncwarp (XR: the CTA at a __syncthreads), which makes
+  // every lane's copies of step n visible and orders all lanes' reads of step n - 1's
+  // scales (and x) before the copies of step n + S - 1 into that stage.
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) {
     if (i < steps) {
@@ -485,7 +486,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     commit_async();
   }
 
-  // Four loads per thread are in flight before the first store.
+  // Rows layout's staging: four loads per thread in flight before the first store.
   constexpr int kXBatch = 4;
   for (int i0 = threadIdx.x; !TL && i0 < x_groups; i0 += kXBatch * kWarps * 32) {
     uint4 v[kXBatch];
@@ -695,9 +696,10 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 }
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: GemmParams.token_tiles,
-// the fewest that hold M up to the launch's maximum; larger M runs several token groups); R (16-row tiles per warp, 1 or 2), S
-// (ring stages: 4), KW (warps along K per row group: 1, 2 or 4) and XR (x streams
-// through a CTA-wide ring; tiled layout only) are tuning choices, TL (tiled layout) follows the weight's layout.
+// the fewest that hold M up to the launch's maximum; larger M runs several token groups);
+// R (16-row tiles per warp, 1 or 2), S (ring stages: 4), KW (warps along K per row group:
+// 1, 2 or 4) and XR (x streams through a CTA-wide ring; tiled layout only) are tuning
+// choices, TL (tiled layout) follows the weight's layout.
 // Planted bugs and diagnostics exist for R = 1, S = 4.
 template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
 cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {

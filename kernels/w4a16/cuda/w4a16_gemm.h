@@ -42,8 +42,7 @@ struct GemmParams {
 
 // 8-token MMA tiles per CTA for M tokens: the fewest of 1, 2, 4, 8 that hold them, at most
 // max_tiles (more tokens run as several token groups, each re-reading the weight tile
-// through L2). 4 and 8 exist for the x ring only (kMaxTokenTiles).
-constexpr int kMaxTokenTiles = 8;
+// through L2). 4 and 8 exist for the x ring only (w4a16_gemm.cuh, launch_wide).
 inline int token_tiles(int m, int max_tiles) {
   int mt = 1;
   while (mt < max_tiles && 8 * mt < m) mt *= 2;
