@@ -88,8 +88,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(!x_ring || tiled, "x_ring needs the tiled layout (tiled = 1)");
   require(max_token_tiles == 1 || max_token_tiles == 2 || max_token_tiles == 4 || max_token_tiles == 8,
           "token_tiles must be 1, 2, 4 or 8, got " + std::to_string(max_token_tiles));
-  require(max_token_tiles <= 2 || (x_ring && k_warps == 1 && stages == 4),
-          "token_tiles 4 and 8 need x_ring (and the tiled layout), k_warps 1 and 4 stages");
+  require(max_token_tiles <= 2 || (x_ring && k_warps == 1),
+          "token_tiles 4 and 8 need x_ring (and the tiled layout) and k_warps 1");
   // per routed row one token; else x's rows
   const int64_t m = routed ? 1 : x.size(0), k = x.size(1);
   if (routed) {

@@ -356,6 +356,12 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     }
   }
 
+  // x of this CTA's token t at element k, or at element 0 for k past K (the copies of such
+  // pieces are zero-filled or skipped; the address must stay inside x)
+  auto x_at = [&](int t, int k) {
+    return static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (k < p.K ? k : 0);
+  };
+
   // (one accumulator per tile: two chains of 4 MMAs per chunk measured the same, 18.0 vs 18.1 us)
   float acc[R][MT][4];
 #pragma unroll
@@ -411,9 +417,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
         const int group = i & 15;  // 8 elements 32c + 8w: lane c = group / 4, word w = group % 4
         const int k = chunk * kChunk + 8 * group;
         const bool valid = k < p.K;
-        copy_async_l1<16>(to + t * x_ring_token_bytes() + (group & 3) * 64 + (group >> 2) * 16,
-                          static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0),
-                          valid);
+        copy_async_l1<16>(to + t * x_ring_token_bytes() + (group & 3) * 64 + (group >> 2) * 16, x_at(t, k), valid);
       }
     }
   };
@@ -478,33 +482,33 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
         for (int n = threadIdx.x; n < x_groups; n += kWarps * 32) {
           int at, t, k;
           x_group(n, at, t, k);
-          copy_async_l1<16>(x_smem + at, static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride +
-                                              (k < p.K ? k : 0), k < p.K);
+          copy_async_l1<16>(x_smem + at, x_at(t, k), k < p.K);
         }
       }
     }
     commit_async();
   }
 
-  // Rows layout's staging: four loads per thread in flight before the first store.
-  constexpr int kXBatch = 4;
-  for (int i0 = threadIdx.x; !TL && i0 < x_groups; i0 += kXBatch * kWarps * 32) {
-    uint4 v[kXBatch];
-    int at[kXBatch];
+  if constexpr (!TL) {  // rows layout: four loads per thread in flight before the first store
+    constexpr int kXBatch = 4;
+    for (int i0 = threadIdx.x; i0 < x_groups; i0 += kXBatch * kWarps * 32) {
+      uint4 v[kXBatch];
+      int at[kXBatch];
 #pragma unroll
-    for (int u = 0; u < kXBatch; ++u) {
-      const int i = i0 + u * kWarps * 32;
-      int t, k;
-      x_group(i, at[u], t, k);
-      v[u] = make_uint4(0, 0, 0, 0);
-      if (i >= x_groups) at[u] = -1;
-      if (i < x_groups && k < p.K) v[u] = load_x(static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + k);
-    }
+      for (int u = 0; u < kXBatch; ++u) {
+        const int i = i0 + u * kWarps * 32;
+        int t, k;
+        x_group(i, at[u], t, k);
+        v[u] = make_uint4(0, 0, 0, 0);
+        if (i >= x_groups) at[u] = -1;
+        if (i < x_groups && k < p.K) v[u] = load_x(x_at(t, k));
+      }
 #pragma unroll
-    for (int u = 0; u < kXBatch; ++u) {
-      if (at[u] >= 0) {
-        *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
-                                                               prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
+      for (int u = 0; u < kXBatch; ++u) {
+        if (at[u] >= 0) {
+          *reinterpret_cast<uint4*>(x_smem + at[u]) = make_uint4(prmt(v[u].x, v[u].z, 0x5410), prmt(v[u].x, v[u].z, 0x7632),
+                                                                 prmt(v[u].y, v[u].w, 0x5410), prmt(v[u].y, v[u].w, 0x7632));
+        }
       }
     }
   }
@@ -754,19 +758,12 @@ cudaError_t launch_k_warps(const GemmParams& p, int k_warps, bool tiled, bool x_
   }
 }
 
-template <typename T, int FORMAT, int MT, int R>
-cudaError_t launch_stages(const GemmParams& p, int stages, int k_warps, bool tiled, bool x_ring, int plant, dim3 grid,
-                          cudaStream_t stream) {
-  if (stages == 4) return launch_k_warps<T, FORMAT, MT, R, 4>(p, k_warps, tiled, x_ring, plant, grid, stream);
-  return cudaErrorInvalidValue;
-}
-
 // MT 4 and 8 (32 and 64 tokens per CTA, so the weights are decoded once for up to 64
-// tokens) exist with the x ring, the tiled layout, one warp along K and 4 stages only.
+// tokens) exist with the x ring, the tiled layout and one warp along K only.
 template <typename T, int FORMAT, int MT>
-cudaError_t launch_wide(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring,
-                        int plant, dim3 grid, cudaStream_t stream) {
-  if (!tiled || !x_ring || k_warps != 1 || stages != 4) return cudaErrorInvalidValue;
+cudaError_t launch_wide(const GemmParams& p, int rows_per_warp, int k_warps, bool tiled, bool x_ring, int plant,
+                        dim3 grid, cudaStream_t stream) {
+  if (!tiled || !x_ring || k_warps != 1) return cudaErrorInvalidValue;
   if (rows_per_warp == 1) return launch_plant<T, FORMAT, MT, 1, 4, 1, 1, 1>(p, plant, grid, stream);
   if (rows_per_warp == 2) return launch_plant<T, FORMAT, MT, 2, 4, 1, 1, 1>(p, plant, grid, stream);
   return cudaErrorInvalidValue;
@@ -780,16 +777,17 @@ cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, in
   const int rows = cta_rows(rows_per_warp, k_warps);
   const int batch = p.row_expert != nullptr ? p.routed_rows : 1;
   const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k, batch);
-  if (mt == 4) return launch_wide<T, FORMAT, 4>(p, rows_per_warp, stages, k_warps, tiled, x_ring, plant, grid, stream);
-  if (mt == 8) return launch_wide<T, FORMAT, 8>(p, rows_per_warp, stages, k_warps, tiled, x_ring, plant, grid, stream);
+  if (stages != 4) return cudaErrorInvalidValue;  // the one ring depth instantiated (S = 4 below)
+  if (mt == 4) return launch_wide<T, FORMAT, 4>(p, rows_per_warp, k_warps, tiled, x_ring, plant, grid, stream);
+  if (mt == 8) return launch_wide<T, FORMAT, 8>(p, rows_per_warp, k_warps, tiled, x_ring, plant, grid, stream);
   if (mt != 1 && mt != 2) return cudaErrorInvalidValue;
   if (rows_per_warp == 1) {
-    return mt == 1 ? launch_stages<T, FORMAT, 1, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
-                   : launch_stages<T, FORMAT, 2, 1>(p, stages, k_warps, tiled, x_ring, plant, grid, stream);
+    return mt == 1 ? launch_k_warps<T, FORMAT, 1, 1, 4>(p, k_warps, tiled, x_ring, plant, grid, stream)
+                   : launch_k_warps<T, FORMAT, 2, 1, 4>(p, k_warps, tiled, x_ring, plant, grid, stream);
   }
   if (rows_per_warp == 2) {
-    return mt == 1 ? launch_stages<T, FORMAT, 1, 2>(p, stages, k_warps, tiled, x_ring, plant, grid, stream)
-                   : launch_stages<T, FORMAT, 2, 2>(p, stages, k_warps, tiled, x_ring, plant, grid, stream);
+    return mt == 1 ? launch_k_warps<T, FORMAT, 1, 2, 4>(p, k_warps, tiled, x_ring, plant, grid, stream)
+                   : launch_k_warps<T, FORMAT, 2, 2, 4>(p, k_warps, tiled, x_ring, plant, grid, stream);
   }
   return cudaErrorInvalidValue;
 }
