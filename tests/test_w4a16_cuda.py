@@ -212,8 +212,8 @@ def test_kernel_decoder_turns_placed_words_into_neighbouring_pairs(fp16: bool) -
 def test_tiled_layout_places_every_byte_where_the_kernel_reads_it(fmt: str, n: int, k: int) -> None:
     """Element by element from the layout's definition: piece (tile t, chunk q) holds at
     lane (g, c) = (lane // 4, lane % 4), half h the 16 bytes 64q + 16c .. of row 16t + 8h + g
-    (each 4-byte word's codes at PLACED_BITS), then row i's scale bytes of chunk q; zeros
-    past N and past K."""
+    (each 4-byte word's codes at PLACED_BITS), then the 16 rows' scale bytes of chunk q with
+    lane (g, c)'s together: its blocks of row g, then of row g + 8; zeros past N and past K."""
     g = torch.Generator().manual_seed(n + k)
     weight = random_fp4_weight(fmt, n, k, "cpu", g)
     tiled = cuda_gemm.tiled_layout(weight)
@@ -230,11 +230,36 @@ def test_tiled_layout_places_every_byte_where_the_kernel_reads_it(fmt: str, n: i
                     raw = [packed[row][col + b] if row < n and col + b < k // 2 else 0 for b in range(16)]
                     want = [byte for w in range(4) for byte in placed_word_bytes(raw[4 * w:4 * w + 4])]
                     assert piece[(h * 32 + lane) * 16:(h * 32 + lane + 1) * 16] == want, (t, q, h, lane)
-            for i in range(16):
-                row = 16 * t + i
-                want = [scales[row][q * per_chunk + b] if row < n and q * per_chunk + b < len(scales[0]) else 0
-                        for b in range(per_chunk)]
-                assert piece[1024 + i * per_chunk:1024 + (i + 1) * per_chunk] == want, (t, q, i)
+            spl = per_chunk // 4  # blocks per lane and row
+            for lane in range(32):
+                want = []
+                for h in range(2):
+                    row = 16 * t + 8 * h + lane // 4
+                    for b in range(spl):
+                        block = q * per_chunk + spl * (lane % 4) + b
+                        want.append(scales[row][block] if row < n and block < len(scales[0]) else 0)
+                assert piece[1024 + lane * 2 * spl:1024 + (lane + 1) * 2 * spl] == want, (t, q, lane)
+
+
+@pytest.mark.parametrize("experts", [None, 3])
+def test_tiled_layout_is_stored_chunk_major(experts: int | None) -> None:
+    """The [tiles, chunks, bytes] pieces lie chunk q of every tile, then chunk q + 1 (per
+    expert), each piece contiguous: what the kernel's strides (binding.cpp) take."""
+    g = torch.Generator().manual_seed(5)
+    weights = [random_fp4_weight("nvfp4", 40, 384, "cpu", g) for _ in range(experts or 1)]
+    if experts:
+        weight = fp4.FP4Weight("nvfp4", torch.stack([w.packed for w in weights]),
+                               torch.stack([w.scales for w in weights]), torch.stack([w.global_scale for w in weights]))
+    else:
+        weight = weights[0]
+    tiled = cuda_gemm.tiled_layout(weight)
+    tile_bytes = cuda_gemm.tile_bytes("nvfp4")
+    assert tiled.shape[-3:] == (3, 3, tile_bytes)
+    assert tiled.stride()[-3:] == (tile_bytes, 3 * tile_bytes, 1)
+    if experts:
+        assert tiled.stride(0) == 9 * tile_bytes
+        for e, one in enumerate(weights):
+            assert torch.equal(tiled[e], cuda_gemm.tiled_layout(one))
 
 
 def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
@@ -400,12 +425,15 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
 
 @gpu
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
-@pytest.mark.parametrize("token_tiles", [4, 8])
-def test_gpu_planted_bugs_fail_with_wide_token_tiles(plant: str, token_tiles: int) -> None:
-    """The 32- and 64-token kernels are instantiations of their own: their plants must fail too."""
-    config = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=token_tiles)
+@pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=4),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=8),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4)],
+                         ids=lambda c: c.label)
+def test_gpu_planted_bugs_fail_in_kernels_of_their_own(plant: str, config) -> None:
+    """The 32- and 64-token kernels are instantiations of their own, and the rows layout reads
+    its scales its own way: their plants must fail too, where the right kernel passes."""
     for fmt in fp4.FORMATS:
-        x, q, exact = make_problem(fmt, 8 * token_tiles, 1024, 256, torch.bfloat16)
+        x, q, exact = make_problem(fmt, 8 * config.token_tiles, 1024, 256, torch.bfloat16)
         right = cuda_gemm.cuda_w4a16_matmul(x, q, config=config)
         assert_one_rounding_of_an_fp32_sum(right, x, q, exact)
         wrong = cuda_gemm.cuda_w4a16_matmul(x, q, config=config, plant=plant)

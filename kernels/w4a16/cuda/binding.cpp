@@ -25,7 +25,8 @@
 //
 // tiled = 1: `packed` holds the tiled layout (w4a16_gemm.h, GemmParams; cuda_gemm.tiled_layout):
 // uint8 [ceil(N/16), chunks, tile bytes] ([E, ...] for routed rows), scales and rows
-// included, N taken from y; `scales` is then unused (pass an empty tensor).
+// included, N taken from y; `scales` is then unused (pass an empty tensor). Each piece is
+// contiguous; tiles and chunks may lie in either order (strides multiples of 16).
 //
 // x_ring = 1: x streams chunk by chunk through a ring shared by the CTA's warps instead of
 // the CTA staging x over its K range up front (which needs a split of K that fits).
@@ -120,11 +121,14 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
     require(y.dim() == 2, "y must be [M, N], got " + shape_text(y));
     n = y.size(1);
     const int64_t tile_bytes = ring_tile_bytes(static_cast<int>(format));
-    require(packed.scalar_type() == at::kByte && packed.is_contiguous() && aligned(packed, 16) &&
+    bool strides_ok = packed.stride(-1) == 1;  // pieces contiguous, any order of tiles and chunks
+    for (int64_t d = 0; d + 1 < packed.dim(); ++d) strides_ok = strides_ok && packed.stride(d) % 16 == 0;
+    require(packed.scalar_type() == at::kByte && strides_ok && aligned(packed, 16) &&
                 packed2.dim() == 3 && packed2.size(0) == (n + 15) / 16 && packed2.size(1) == chunks &&
                 packed2.size(2) == tile_bytes,
-            "tiled packed must be contiguous uint8 [" + std::string(routed ? "E, " : "") + std::to_string((n + 15) / 16) +
-                ", " + std::to_string(chunks) + ", " + std::to_string(tile_bytes) + "] (16-row tiles, chunks, bytes), got " +
+            "tiled packed must be uint8 [" + std::string(routed ? "E, " : "") + std::to_string((n + 15) / 16) +
+                ", " + std::to_string(chunks) + ", " + std::to_string(tile_bytes) +
+                "] (16-row tiles, chunks, bytes) with contiguous pieces at 16-byte aligned strides, got " +
                 shape_text(packed));
   } else {
     const at::Tensor scales2 = routed ? scales.select(0, 0) : scales;
@@ -190,7 +194,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.N = static_cast<int>(n);
   p.K = static_cast<int>(k);
   p.x_stride = x.stride(0);
-  p.packed_stride = packed2.stride(0);  // tiled: bytes per 16-row tile
+  p.packed_stride = packed2.stride(0);  // tiled: bytes between 16-row tiles
+  p.chunk_stride = tiled ? packed2.stride(1) : 0;
   p.scale_stride = tiled ? 0 : scales.stride(-2);
   p.y_stride = y.stride(0);
   p.split_k = static_cast<int>(split_k);

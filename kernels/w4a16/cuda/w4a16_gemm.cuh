@@ -73,13 +73,6 @@ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t select
   return d;
 }
 
-__device__ __forceinline__ uint4 load_stream(const void* p) {  // weights: read once, keep out of L1
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-
 __device__ __forceinline__ uint4 load_x(const void* p) {  // x: the CTAs of a split stage the same slice, keep in L1
   uint4 v;
   asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -209,10 +202,12 @@ __device__ __forceinline__ uint32_t e4m3_pair_bits(uint32_t bytes) {
   return ((y & 0x007F007Fu) << shift) | ((y & 0x00800080u) << 8);
 }
 
+// A lane's scale bytes of one tile (lane_scales): its blocks of row g in the low half, of
+// row g + 8 in the high half (NVFP4: 2 + 2 bytes; MXFP4: 1 + 1). H picks the row.
 template <typename T, int FORMAT>
-__device__ __forceinline__ void scale_pairs(uint32_t bytes, uint32_t (&pair)[4]) {
+__device__ __forceinline__ void scale_pairs(uint32_t bytes, int h, uint32_t (&pair)[4]) {
   if constexpr (FORMAT == 0) {
-    uint32_t s = e4m3_pair_bits<T>(bytes);
+    uint32_t s = e4m3_pair_bits<T>(h ? bytes >> 16 : bytes);
     if constexpr (std::is_same<T, __nv_bfloat16>::value) {
       s = Act<T>::mul(s, 0x7B807B80u);  // * 2^120: the exact scales
       s = Act<T>::mul(s, 0x71807180u);  // * 2^kFold (2^100)
@@ -222,10 +217,39 @@ __device__ __forceinline__ void scale_pairs(uint32_t bytes, uint32_t (&pair)[4])
     pair[0] = pair[1] = prmt(s, s, 0x1010);
     pair[2] = pair[3] = prmt(s, s, 0x3232);
   } else {
-    const uint32_t e = bytes & 0xFF;
+    const uint32_t e = (h ? bytes >> 8 : bytes) & 0xFF;
     const float v = __uint_as_float(e == 0 ? 0x00400000u : (e == 255 ? 0x7FC00000u : e << 23));
     pair[0] = pair[1] = pair[2] = pair[3] = Act<T>::pair(v);
   }
+}
+
+// Where a 16-row tile's scale byte of (row, block) sits in its run of 16 * kScaleBytes bytes
+// for one chunk. Tiled layout: in lane order, lane (g, c)'s bytes together (its blocks of
+// row g, then of row g + 8: one 4- or 2-byte shared load gives a lane all it needs). Rows
+// layout (the ring's copy of each row's bytes): row by row.
+template <int FORMAT, int TL>
+__device__ __forceinline__ int scale_offset(int row, int block) {
+  constexpr int kPerLane = chunk_scale_bytes(FORMAT) / 4;  // a lane's blocks per row
+  if constexpr (TL) return kPerLane * (2 * (4 * (row & 7) + block / kPerLane) + (row >> 3)) + block % kPerLane;
+  else return row * chunk_scale_bytes(FORMAT) + block;
+}
+
+// Lane (g, c)'s scale bytes of one tile and chunk, from its run `run` in a ring stage, as
+// scale_pairs takes them. The planted off-by-one bug takes each block's
+// successor (the chunk's last block keeps its own).
+template <int FORMAT, int TL, int PLANT>
+__device__ __forceinline__ uint32_t lane_scales(const uint8_t* run, int g, int c) {
+  constexpr int kPerLane = chunk_scale_bytes(FORMAT) / 4;
+  constexpr int kLast = chunk_scale_bytes(FORMAT) - 1;
+  uint32_t bytes = 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int block = PLANT == kScaleOffByOne ? min(kPerLane * c + k + 1, kLast) : kPerLane * c + k;
+      bytes |= uint32_t{run[scale_offset<FORMAT, TL>(g + 8 * h, block)]} << (8 * (kPerLane * h + k));
+    }
+  return bytes;
 }
 
 // The tiled layout's words (cuda_gemm.tiled_layout, PLACED_BITS) keep the codes with their
@@ -318,7 +342,8 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   const int row0 = (blockIdx.x / groups) * (kRowWarps * R * 16) + row_warp * R * 16;
   const int token0 = (blockIdx.x % groups) * MT * 8;
   const int tokens = min(8 * MT, p.M - token0);
-  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then [r][row] scale bytes
+  // this warp's ring: stage s holds [r][h][lane] 16-byte weight pieces, then each tile's run
+  // of scale bytes (scale_offset)
   uint8_t* const ring = reinterpret_cast<uint8_t*>(smem) + warp * S * kStageBytes;
   // XR: the CTA's x ring of S stages, each the x of the KW chunks its warps take at one step,
   // [part kw][token (x_tokens)][x_ring_token_bytes]; else the CTA's x over its K range,
@@ -341,7 +366,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   const uint8_t* w_row[R][2];  // rows layout: this lane's 16 bytes of rows g and g + 8 of each tile
   const uint8_t* s_row[R];  // rows layout: lanes 0..15 copy the scale bytes of row `lane` of each tile
   const uint8_t* w_tile[R];  // tiled layout: each tile's pieces
-  constexpr int kTileBytes = ring_tile_bytes(FORMAT);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if constexpr (TL) {
@@ -381,7 +405,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         uint8_t* const to = ring + stage * kStageBytes + ((r * 2 + h) * 32 + lane) * 16;
-        if constexpr (TL) copy_async(to, w_tile[r] + chunk * kTileBytes + (h * 32 + lane) * 16, true);
+        if constexpr (TL) copy_async(to, w_tile[r] + chunk * p.chunk_stride + (h * 32 + lane) * 16, true);
         else copy_async(to, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
       }
   };
@@ -395,7 +419,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       if (lane < kScaleBytes) {
 #pragma unroll
         for (int r = 0; r < R; ++r)
-          copy_async(to + r * 16 * kScaleBytes + lane * 16, w_tile[r] + chunk * kTileBytes + kWeightTileBytes + lane * 16,
+          copy_async(to + r * 16 * kScaleBytes + lane * 16, w_tile[r] + chunk * p.chunk_stride + kWeightTileBytes + lane * 16,
                      true);
       }
     } else if (lane < 16) {
@@ -421,24 +445,19 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       }
     }
   };
-  // A lane's scale bytes of stage `stage`: its blocks of rows g and g + 8 of each tile.
-  auto read_scales = [&](int stage, uint32_t (&bytes)[R][2]) {
+  // A lane's scale bytes of ring stage `stage` (lane_scales): its blocks of rows g and g + 8
+  // of each tile; the tiled layout's are one load.
+  auto read_scales = [&](int stage, uint32_t (&bytes)[R]) {
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint8_t* row = ring + stage * kStageBytes + R * kWeightTileBytes + (r * 16 + g + 8 * h) * kScaleBytes;
-        if constexpr (PLANT == kScaleOffByOne) {  // the next block's scale (the chunk's last keeps its own)
-          uint32_t b = 0;
-#pragma unroll
-          for (int k = 0; k < kScalesPerLane; ++k) b |= uint32_t{row[min(kScalesPerLane * c + k + 1, kScaleBytes - 1)]} << (8 * k);
-          bytes[r][h] = b;
-        } else if constexpr (kScalesPerLane == 2) {
-          bytes[r][h] = *reinterpret_cast<const uint16_t*>(row + 2 * c);
-        } else {
-          bytes[r][h] = row[c];
-        }
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* run = ring + stage * kStageBytes + R * kWeightTileBytes + r * 16 * kScaleBytes;
+      if constexpr (TL && PLANT != kScaleOffByOne) {
+        bytes[r] = kScalesPerLane == 2 ? *reinterpret_cast<const uint32_t*>(run + 4 * lane)
+                                       : *reinterpret_cast<const uint16_t*>(run + 2 * lane);
+      } else {
+        bytes[r] = lane_scales<FORMAT, TL, PLANT>(run, g, c);
       }
+    }
   };
 
   // Without XR, the CTA's tokens over its K range in shared memory at [token][chunk][word w]
@@ -532,19 +551,19 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     }
   };
 
-  auto compute = [&](const uint4 (&wq)[R][2], const uint32_t (&bytes)[R][2], int stage, int q) {
+  auto compute = [&](const uint4 (&wq)[R][2], const uint32_t (&bytes)[R], int stage, int q) {
     if constexpr (PLANT == kNoMath) {  // keep the ring's reads, skip decode and MMAs
       uint32_t bits = 0;
 #pragma unroll
       for (int r = 0; r < R; ++r) bits ^= wq[r][0].x ^ wq[r][0].y ^ wq[r][0].z ^ wq[r][0].w ^ wq[r][1].x ^ wq[r][1].y ^
-                                          wq[r][1].z ^ wq[r][1].w ^ bytes[r][0] ^ bytes[r][1];
+                                          wq[r][1].z ^ wq[r][1].w ^ bytes[r];
       acc[0][0][0] += __uint_as_float(bits & 0x007FFFFFu);
     } else {
       uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r][h], scale[r][h]);
+        for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r], h, scale[r][h]);
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
@@ -596,7 +615,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
         for (int r = 0; r < R; ++r)
 #pragma unroll
           for (int h = 0; h < 2; ++h) wq[r][h] = reinterpret_cast<const uint4*>(ring + i * kStageBytes)[(r * 2 + h) * 32 + lane];
-        uint32_t scale_bytes[R][2];
+        uint32_t scale_bytes[R];
         read_scales(i, scale_bytes);
         compute(wq, scale_bytes, i, chunk_at(step) - chunk_begin);
       }

@@ -16,9 +16,10 @@ struct GemmParams {
   const void* x;              // [M, K] bf16/fp16, rows of stride x_stride elements
   // Rows layout: packed [N, K/2] rows, scales [N, chunks * chunk_scale_bytes] (whole
   // chunks per row). Tiled layout (the launchers' `tiled`): packed is [ceil(N/16), chunks,
-  // ring_tile_bytes] (packed_stride bytes per 16-row tile), each piece one ring stage of one
-  // 16-row tile as the kernel keeps it in shared memory (weights, then the 16 rows' scale
-  // bytes), so a warp's copy of a chunk is one contiguous run; scales is unused there.
+  // ring_tile_bytes] (packed_stride bytes between 16-row tiles, chunk_stride between the
+  // chunks of a tile: tile-major or chunk-major), each piece one ring stage of one 16-row
+  // tile as the kernel keeps it in shared memory (weights, then the 16 rows' scale bytes),
+  // so a warp's copy of a chunk is one contiguous run; scales is unused there.
   const uint8_t* packed;
   const uint8_t* scales;
   const float* global_scale;  // one fp32 (NVFP4; ones for MXFP4)
@@ -27,6 +28,7 @@ struct GemmParams {
   int* counters;              // one zeroed int per output tile when split_k > 1
   int M, N, K;
   int64_t x_stride, packed_stride, scale_stride, y_stride;
+  int64_t chunk_stride;       // tiled layout: bytes between a tile's chunks
   int split_k;
   int token_tiles;            // 8-token MMA tiles per CTA: token_tiles(M, the launch's maximum)
   int y_fp32;                 // y is fp32 (else x's dtype)
