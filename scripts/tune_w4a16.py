@@ -10,6 +10,10 @@
    past the L2 (device time; on the lent H100 an eager launch costs ~30 us of host time).
 3. Per M bucket, pick the base config and split-K target with the best geometric-mean
    slowdown against the per-case best over all six cases, and write the table.
+`--deqs` sets the dequantization recipes of the tensor-core candidates.
+`--ab 2,4` tunes nothing: it times the table's config for each M with each recipe (same
+tiles, same split of K) beside cuBLAS, checks each output against the fp32 product, and
+marks outputs that differ bit for bit from the first recipe's, one row per shape.
 `--dry-run` runs the script through the interpreter on a tiny shape (tests the script).
 """
 
@@ -31,6 +35,7 @@ import torch
 
 SHAPES = ((4096, 14336), (14336, 4096), (4096, 4096))  # (K, N)
 MS = (16, 1, 64)
+DEQS = (2, 3, 4)
 SPLITS = (1, 2, 4, 8)
 SPLIT_TARGETS = (0, 132, 264, 528, 1056)
 DEVICE = "cuda"
@@ -45,9 +50,9 @@ def candidates(bm: int):
     elif bm == 1:
         grid = itertools.product((16, 32, 64), (256, 512), (4, 8), (3, 4), (0,))
     elif bm == 16:
-        grid = itertools.product((32, 64, 128, 256), (128, 256), (4, 8), (2, 3, 4), (2, 3))
+        grid = itertools.product((32, 64, 128, 256), (128, 256), (4, 8), (2, 3, 4), DEQS)
     else:
-        grid = itertools.product((32, 64, 128), (64, 128, 256), (4, 8), (2, 3, 4), (2, 3))
+        grid = itertools.product((32, 64, 128), (64, 128, 256), (4, 8), (2, 3, 4), DEQS)
     return [GemmConfig(bn, bm, bk, 1, w, st, deq) for bn, bk, w, st, deq in grid]
 
 
@@ -115,12 +120,80 @@ def eager_us(fn, sets: int, calls: int = 100) -> float:
     return (time.perf_counter() - start) / calls * 1e6
 
 
+def cublas_times(m: int, k: int, n: int, g: torch.Generator) -> tuple[float, float]:
+    """(device, eager) microseconds of the bf16 `torch.matmul` (cuBLAS) of the shape."""
+    from swiglu_check.bench import rotation_sets
+
+    sets = rotation_sets(n * k * 2)
+    xb = [torch.randn(m, k, device=DEVICE, generator=g).to(torch.bfloat16) for _ in range(sets)]
+    wb = [torch.randn(n, k, device=DEVICE, generator=g).to(torch.bfloat16) for _ in range(sets)]
+    return (device_us(lambda i: torch.matmul(xb[i], wb[i].t()), sets),
+            eager_us(lambda i: torch.matmul(xb[i], wb[i].t()), sets))
+
+
+def fp4_operands(fmt: str, m: int, k: int, n: int, g: torch.Generator):
+    """Random FP4 weights and bf16 x, rotated past the L2, and the unrounded fp32 product
+    of the first set."""
+    from swiglu_check.bench import rotation_sets
+    from swiglu_check.kinds.linear_w4a16 import fp4_bytes, random_fp4_weight
+    from swiglu_check.references import fp4
+
+    sets = rotation_sets(fp4_bytes(fmt, n, k))
+    ws = [random_fp4_weight(fmt, n, k, DEVICE, g) for _ in range(sets)]
+    xs = [torch.randn(m, k, device=DEVICE, generator=g).to(torch.bfloat16) for _ in range(sets)]
+    ref = torch.matmul(xs[0].float(), fp4.dequantize(ws[0], torch.float32).T).double()
+    return ws, xs, ref
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.double() - ref).norm() / ref.norm())
+
+
+MAX_ERR = 4e-3  # bf16 rounding of an fp32-exact product is ~1.5e-3
+
+
+def ab_recipes(deqs: tuple[int, ...], formats: list[str]) -> int:
+    """`--ab`: the table's config for each M with each recipe, one row per shape."""
+    from swiglu_check.kernels.w4a16.configs import pick_config
+    from swiglu_check.kernels.w4a16.gemm import launch
+    from swiglu_check.references import fp4
+
+    heads = "".join(f"{f'{fmt} d{deq}':>14}  " for fmt in formats for deq in deqs)
+    print(f"{'M x K x N':<17} {'cuBLAS':>7}{heads}  (us, x = cuBLAS / time; '!=': not bit-equal to the first"
+          " recipe; WRONG: error vs fp32 > 4e-3)")
+    wrong = 0
+    for m in MS:
+        for k, n in SHAPES:
+            g = torch.Generator(device=DEVICE).manual_seed(1)
+            cublas = cublas_times(m, k, n, g)[0]
+            row, labels = f"{f'{m}x{k}x{n}':<17} {cublas:7.1f}", set()
+            for fmt in formats:
+                ws, xs, ref = fp4_operands(fmt, m, k, n, g)
+                y = torch.empty(m, n, device=DEVICE, dtype=torch.bfloat16)
+                base = pick_config(m, n, k, interpreted=DRY, block=fp4.BLOCK_SIZE[fmt])
+                labels.add(base.label[:base.label.rindex("d")])  # the tiles and split, not the recipe
+                first = None
+                for deq in deqs:
+                    cfg = replace(base, deq=deq)
+                    launch(xs[0], ws[0], y, cfg)
+                    out = y.clone()
+                    first = out if first is None else first
+                    bad = rel_err(out, ref) > MAX_ERR
+                    wrong += bad
+                    us = device_us(lambda i: launch(xs[i], ws[i], y, cfg), len(ws))
+                    mark = "WRONG" if bad else "!=" if not torch.equal(out, first) else ""
+                    row += f" {us:7.1f} x{cublas / us:4.2f}{mark:<2}"
+                del ws, xs
+            print(row + "  " + ",".join(sorted(labels)), flush=True)
+    return 1 if wrong else 0
+
+
 def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.inf
 
 
 def main() -> int:
-    global DEVICE, DRY, SHAPES, MS
+    global DEVICE, DRY, SHAPES, MS, DEQS
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="tune.json")
     parser.add_argument("--table", default="w4a16-table.json")
@@ -128,23 +201,27 @@ def main() -> int:
     parser.add_argument("--ms", default="16,1,64", help="token counts to time (the table gets their buckets only)")
     parser.add_argument("--budget-s", type=float, default=200.0)
     parser.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
+    parser.add_argument("--deqs", default=",".join(map(str, DEQS)), help="recipes of the tensor-core candidates")
+    parser.add_argument("--ab", metavar="DEQS", help="tune nothing: time the table's configs with these recipes")
     parser.add_argument("--dry-run", action="store_true", help="CPU interpreter, tiny shapes: tests the script")
     args = parser.parse_args()
     formats = args.formats.split(",")
     MS = tuple(int(v) for v in args.ms.split(",") if v)
+    DEQS = tuple(int(v) for v in args.deqs.split(",") if v)
     if args.dry_run:
-        DEVICE, DRY, SHAPES, MS = "cpu", True, ((256, 64),), (16, 1, 64)
+        DEVICE, DRY, SHAPES = "cpu", True, ((256, 64),)
 
-    from swiglu_check.bench import copy_bandwidth, rotation_sets
+    from swiglu_check.bench import copy_bandwidth
     from swiglu_check.kernels.w4a16.configs import GemmConfig, choose_split_k
     from swiglu_check.kernels.w4a16.tables import table_json
     from swiglu_check.kernels.w4a16.gemm import launch
-    from swiglu_check.kinds.linear_w4a16 import fp4_bytes, random_fp4_weight
-    from swiglu_check.references import fp4
+    from swiglu_check.kinds.linear_w4a16 import fp4_bytes
 
     t0 = time.time()
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (dry run)"
     print("device:", name, "| torch", torch.__version__, "| triton", __import__("triton").__version__, flush=True)
+    if args.ab:
+        return ab_recipes(tuple(int(v) for v in args.ab.split(",")), formats)
     compile_errors = {} if DRY else precompile(formats, args.workers)
     copy_bps = 1e11 if DRY else copy_bandwidth(DEVICE)
     print(f"copy bandwidth {copy_bps / 1e9:.0f} GB/s (read + write)", flush=True)
@@ -157,19 +234,12 @@ def main() -> int:
     for m in MS:
         for k, n in SHAPES:
             g = torch.Generator(device=DEVICE).manual_seed(1)
-            sets_b = rotation_sets(n * k * 2)
-            xb = [torch.randn(m, k, device=DEVICE, generator=g).to(torch.bfloat16) for _ in range(sets_b)]
-            wb = [torch.randn(n, k, device=DEVICE, generator=g).to(torch.bfloat16) for _ in range(sets_b)]
-            cublas = device_us(lambda i: torch.matmul(xb[i], wb[i].t()), sets_b)
-            cublas_eager = eager_us(lambda i: torch.matmul(xb[i], wb[i].t()), sets_b)
-            del xb, wb
+            cublas, cublas_eager = cublas_times(m, k, n, g)
             for fmt in formats:
                 wbytes = fp4_bytes(fmt, n, k)
-                sets = rotation_sets(wbytes)
-                ws = [random_fp4_weight(fmt, n, k, DEVICE, g) for _ in range(sets)]
-                xs = [torch.randn(m, k, device=DEVICE, generator=g).to(torch.bfloat16) for _ in range(sets)]
+                ws, xs, ref = fp4_operands(fmt, m, k, n, g)
+                sets = len(ws)
                 y = torch.empty(m, n, device=DEVICE, dtype=torch.bfloat16)
-                ref = torch.matmul(xs[0].float(), fp4.dequantize(ws[0], torch.float32).T).double()  # unrounded
                 floor_us = (wbytes + 2 * (m * k + m * n)) / copy_bps * 1e6
                 best = (math.inf, None)
                 for bm in block_ms(m):
@@ -183,12 +253,12 @@ def main() -> int:
                             cfg = replace(base, split_k=split)
                             try:
                                 launch(xs[0], ws[0], y, cfg)
-                                err = float((y.double() - ref).norm() / ref.norm())
+                                err = rel_err(y, ref)
                                 us = device_us(lambda i: launch(xs[i], ws[i], y, cfg), sets)
                             except Exception as exc:
                                 print(f"  {fmt} {cfg.label}: {type(exc).__name__}: {str(exc)[:100]}")
                                 continue
-                            if err > 4e-3:  # bf16 rounding of an fp32-exact product is ~1.5e-3
+                            if err > MAX_ERR:
                                 wrong.append((fmt, m, k, n, cfg.label, err))
                                 continue
                             times[(fmt, m, k, n, base.label, split)] = us

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -42,6 +45,11 @@ CONFIGS = [
     (GemmConfig(16, 1, 32, split_k=2, num_stages=1), (1, 128, 16)),
     (GemmConfig(32, 16, 64, split_k=1, num_stages=1, deq=1), (5, 96, 48)),
     (GemmConfig(16, 16, 64, split_k=2, num_stages=1, deq=3), (5, 192, 40)),  # K-permuted order
+    # contiguous scale loads: splits of one step (the prefetch crosses into the next split
+    # and, for the last, past K), then a K tail (per-block clamping instead)
+    (GemmConfig(16, 16, 32, split_k=3, num_stages=1, deq=4), (17, 96, 40)),
+    (GemmConfig(32, 16, 64, split_k=2, num_stages=1, deq=4), (3, 256, 33)),
+    (GemmConfig(16, 16, 64, split_k=1, num_stages=1, deq=4), (5, 160, 48)),
 ]
 
 
@@ -60,6 +68,54 @@ def test_kernel_matches_fp32_reference(fmt: str, dtype: str, config: GemmConfig,
     # fp32 accumulation, one rounding: at most one ULP from the ideal output (exact
     # rounded once; by truncation for bf16 under the interpreter), and about its error
     ideal, _ = ideal_output(exact, x.dtype, INTERPRETED)
+    assert int(ulp_distance(y, ideal).max()) <= 1
+    assert rel_l2(y, exact) <= 1.5 * rel_l2(ideal, exact) + 1e-12
+
+
+def extreme_problem(fmt: str, dtype: torch.dtype, m: int = 5, k: int = 128, n: int = 48, seed: int = 3):
+    """A weight whose block scales are all extremes, 10% of blocks zero as the quantizers
+    write them (scale byte 0, zero codes), and x = +-[1, 2) with 7 significant bits.
+
+    NVFP4: e4m3 subnormals 2^-9, 2^-8, 7 * 2^-9, the smallest normal 2^-6, 416 and 448
+    (weights from 2^-10 to 2688, exact in fp16 and bf16), global scale 2^-12 so that fp16
+    outputs stay finite. MXFP4: bf16, E8M0 2^-118 .. 2^113: below that a product of a
+    weight and x may be an fp32 subnormal (tensor cores may flush those), above it recipe
+    0 overflows (it scales the block scale by 2^14 in fp32); fp16, the documented range
+    2^-23 .. 2^13 (weights down to the fp16 subnormal 2^-24) with x scaled by 2^-12 so
+    that outputs stay finite."""
+    g = torch.Generator().manual_seed(seed)
+    blocks = k // fp4.BLOCK_SIZE[fmt]
+    if fmt == "nvfp4":
+        extremes, global_scale = [0x01, 0x02, 0x07, 0x08, 0x7D, 0x7E], 2.0**-12
+    else:
+        lo, hi = (127 - 23, 127 + 13) if dtype == torch.float16 else (127 - 118, 127 + 113)
+        extremes, global_scale = [lo, lo + 1, 127, hi - 1, hi], 1.0
+    scales = torch.tensor(extremes, dtype=torch.uint8)[torch.randint(0, len(extremes), (n, blocks), generator=g)]
+    codes = torch.randint(0, 16, (n, blocks, fp4.BLOCK_SIZE[fmt]), dtype=torch.uint8, generator=g)
+    zero = torch.rand(n, blocks, generator=g) < 0.1
+    scales[zero], codes[zero] = 0, 0
+    q = fp4.FP4Weight(fmt, fp4.pack_fp4(codes.reshape(n, k)), scales, torch.tensor(global_scale))
+    x = (1 + torch.randint(0, 128, (m, k), generator=g) / 128) * (torch.randint(0, 2, (m, k), generator=g) * 2 - 1)
+    if fmt == "mxfp4" and dtype == torch.float16:
+        x = x * 2.0**-12
+    x = x.to(dtype)
+    exact = x.double() @ fp4.dequantize(q).T
+    return x.to(DEVICE), q.to(DEVICE), exact.to(DEVICE)
+
+
+EXTREME_CONFIGS = [GemmConfig(16, 16, 64, split_k=2, num_stages=1, deq=deq) for deq in (0, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("config", EXTREME_CONFIGS, ids=[c.label for c in EXTREME_CONFIGS])
+def test_extreme_scales_are_exact(fmt: str, dtype: str, config: GemmConfig) -> None:
+    """Every recipe, extreme block scales included, stays within one ULP of the exact
+    product on the same dequantized weights (on a GPU: the inline-PTX decoders)."""
+    x, q, exact = extreme_problem(fmt, DTYPES[dtype])
+    ideal, _ = ideal_output(exact, x.dtype, INTERPRETED)
+    assert bool(torch.isfinite(ideal).all())
+    y = w4a16_matmul(x, q, config=config)
     assert int(ulp_distance(y, ideal).max()) <= 1
     assert rel_l2(y, exact) <= 1.5 * rel_l2(ideal, exact) + 1e-12
 
@@ -113,10 +169,15 @@ def run_backend(backend, dtypes="bf16,fp16", shapes="16x96x128"):  # >= 2048 out
     return api.run([backend], settings)
 
 
+# the default config, and DEQ 4's contiguous scale loads (K a multiple of block_k)
+PLANTED_RUNS = [({}, "16x96x128"), ({"config": GemmConfig(16, 16, 64, split_k=2, num_stages=1, deq=4)}, "16x256x128")]
+
+
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
-def test_planted_bugs_fail_through_the_runner(plant: str) -> None:
-    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
-    report = run_backend(backend)
+@pytest.mark.parametrize("options,shapes", PLANTED_RUNS, ids=["default", "deq4"])
+def test_planted_bugs_fail_through_the_runner(plant: str, options: dict, shapes: str) -> None:
+    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant, **options)
+    report = run_backend(backend, shapes=shapes)
     assert len(report.results) == 4
     for result in report.results:
         assert result.verdict == "FAIL", result.case_id
@@ -166,10 +227,25 @@ def test_gpu_table_configs_are_exact(fmt: str, m: int) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
-def test_gpu_planted_bugs_fail(plant: str) -> None:
-    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant)
+@pytest.mark.parametrize("deq", [None, 4])
+def test_gpu_planted_bugs_fail(plant: str, deq: int | None) -> None:
+    options = {} if deq is None else {"config": replace(pick_config(64, 1024, 4096, interpreted=False), deq=deq)}
+    backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant, **options)
     report = run_backend(backend, shapes="16x4096x1024")
     assert [r.verdict for r in report.results] == ["FAIL"] * 4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("m", [64, 100])
+def test_gpu_deq4_equals_deq2_bit_for_bit(fmt: str, m: int) -> None:
+    """DEQ 4 changes how the scales are loaded and converted, not the weights or the
+    order of the products: with the M = 64 table tiles its output is DEQ 2's, bit for bit."""
+    for dtype in DTYPES.values():
+        x, q, _ = make_problem(fmt, m, 4096, 1536, dtype, seed=m)
+        base = pick_config(m, 1536, 4096, interpreted=False, block=q.block)
+        y2, y4 = (w4a16_matmul(x, q, config=replace(base, deq=deq)) for deq in (2, 4))
+        assert torch.equal(y2, y4)
 
 
 @pytest.mark.gpu
@@ -187,6 +263,24 @@ def test_gpu_quantization_matches_the_cpu_bytes(fmt: str) -> None:
     on_cpu, on_gpu = fp4.quantize(w, fmt), fp4.quantize(w.cuda(), fmt)
     assert torch.equal(on_cpu.packed, on_gpu.packed.cpu()) and torch.equal(on_cpu.scales, on_gpu.scales.cpu())
     assert torch.equal(on_cpu.global_scale, on_gpu.global_scale.cpu())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run uses the interpreter (no CUDA device)")
+def test_tuner_ab_runs_both_recipes_through_the_interpreter() -> None:
+    """`scripts/tune_w4a16.py --ab` (the GPU A/B of recipes), dry run: one row per shape,
+    a time per format and recipe, every output right and DEQ 4's equal to DEQ 2's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tune_w4a16.py"
+    done = subprocess.run([sys.executable, str(script), "--dry-run", "--ab", "2,4", "--ms", "16"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    line = done.stdout.strip().splitlines()[-1]
+    row = line.split()
+    assert row[0] == "16x256x64" and row[-1] == "n16m16k64s1w4p1" and len(row) == 2 + 2 * 4 + 1, line
+    assert "!=" not in line and "WRONG" not in line, line
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the interpreter set-up (no CUDA device)")
@@ -264,3 +358,29 @@ def test_inline_ptx_decoder_logic(dtype: torch.dtype) -> None:
         codes = [(word >> (8 * i)) & 0xFF for i in range(4)]
         assert lo == [float(table[c & 0xF]) * s for c, s in zip(codes, scales)], hex(word)
         assert hi == [float(table[c >> 4]) * s for c, s in zip(codes, scales)], hex(word)
+
+
+def _emulate_e4m3_asm(operand: int, dtype: torch.dtype) -> list[float]:
+    """gemm._e4m3_asm on one 16-bit operand (element i in the low byte, i + 1 in the high
+    one), step by step: `cvt.rn.f16x2.e4m3x2` puts the low byte's value in the low half;
+    for bf16 each half goes to fp32 and `cvt.rn.bf16x2.f32 d, y, x` puts x (the low
+    half's) in d's low half. Returns the values of the result's low and high halves."""
+    pair = torch.tensor([operand & 0xFF, operand >> 8], dtype=torch.uint8).view(torch.float8_e4m3fn)
+    halves = pair.to(torch.float16)
+    if dtype == torch.bfloat16:
+        halves = halves.to(torch.float32).to(torch.bfloat16)
+    lo, hi = (int(h) & 0xFFFF for h in halves.view(torch.int16))
+    return _halves(lo | hi << 16, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_inline_ptx_e4m3_conversion_is_exact_and_in_order(dtype: torch.dtype) -> None:
+    """DEQ 4's e4m3 scale conversion (GPU only), emulated for every byte: each element
+    keeps its place and its exact value (subnormals and 448 included; NaN stays NaN)."""
+    codes = torch.arange(256, dtype=torch.uint8)
+    exact = fp4.e4m3_decode(codes).tolist()
+    for low in range(256):
+        high = (low * 7 + 3) % 256
+        got = _emulate_e4m3_asm(low | high << 8, dtype)
+        for value, code in zip(got, (low, high)):
+            assert value == exact[code] or (math.isnan(value) and math.isnan(exact[code])), (low, high, got)

@@ -27,7 +27,10 @@ class GemmConfig:
     split_k: int = 0  # 0: choose from the shape (split_target); else the number of K splits
     num_warps: int = 4
     num_stages: int = 3
-    deq: int = 0  # dequantization recipe (kernels/w4a16/gemm.py, `_dequant`)
+    # dequantization recipe (kernels/w4a16/gemm.py, `_dequant_block`): 0 scales in fp32, 1 in
+    # the activation dtype, 2 inline PTX, 3 inline PTX in a K-permuted order, 4 = 2 with
+    # contiguous scale loads and NVFP4's e4m3 scales converted in inline PTX
+    deq: int = 0
     split_target: int = 0  # split-K aims at this many programs (0: never split)
 
     @property
@@ -37,15 +40,18 @@ class GemmConfig:
 
 
 # (largest M of the bucket, config) in increasing M; the last bucket takes every larger M.
-# Written by scripts/tune_w4a16.py on the lent H100 (2026-11-22, Triton
-# 3.6, CUDA-graph timing; kernels/w4a16/NOTES.md). That run predates the inline-PTX
-# decoders (deq 2 and 3), which have not run on a GPU yet: re-tune before trusting them.
+# Written by scripts/tune_w4a16.py on the lent H100 (Triton 3.6, CUDA-graph timing;
+# kernels/w4a16/NOTES.md).
 GPU_TABLE: tuple[tuple[int, GemmConfig], ...] = (
     # tuned on the H100 (2026-11-22, device call 3 of the W4A16 work: scripts/tune_w4a16.py,
     # 91 s budget, CUDA-graph device time); the inline-PTX recipes 3 and 2 won there
     (1, GemmConfig(block_n=64, block_m=16, block_k=256, num_warps=4, num_stages=3, deq=3, split_target=264)),
     (16, GemmConfig(block_n=64, block_m=16, block_k=256, num_warps=4, num_stages=3, deq=3, split_target=264)),
-    (1 << 30, GemmConfig(block_n=64, block_m=64, block_k=256, num_warps=4, num_stages=3, deq=2, split_target=264)),
+    # session 8 (`tune_w4a16.py --ms 64 --deqs 2,4`, 108 configs x 4 splits): deq 4 won every
+    # M = 64 case; of all (config, split target) pairs this one has the best worst case
+    # against cuBLAS over the six (0.98x at 4096 x 4096, both formats; geometric mean 1.105x),
+    # where the per-case best configs reach 0.98-1.02x there and 1.26-1.37x on the large shapes
+    (1 << 30, GemmConfig(block_n=64, block_m=64, block_k=256, num_warps=4, num_stages=3, deq=4, split_target=132)),
 )
 # The interpreter runs one program at a time in numpy: small tiles keep CPU runs fast.
 INTERPRETER_CONFIG = GemmConfig(block_n=16, block_m=16, block_k=64, split_k=1, num_warps=4, num_stages=1)

@@ -5,11 +5,12 @@ y `[M, N]` in x's dtype. Packed bytes are read from memory once per program and
 unpacked in registers; no dequantized copy of W exists in memory.
 
 Numerics: every dequantized weight `e2m1 * block_scale` is exact in bf16 and fp16 (at
-most 6 significant bits; MXFP4 scales must lie in [2^-23, 2^13] for fp16), products and
-sums run in fp32 (tensor-core MMA or FMA), NVFP4's global scale multiplies the fp32
-accumulator, and the output is rounded once. With split-K, each split writes an fp32
-partial and the last program to finish a tile sums the partials in split order
-(deterministic) and rounds once.
+most 6 significant bits; MXFP4 scales must lie in [2^-23, 2^13] for fp16, and be at
+most 2^113 for recipe 0, the interpreter's and the GEMV's, which scales them by 2^14 in
+fp32), products and sums run in fp32 (tensor-core MMA or FMA), NVFP4's global scale
+multiplies the fp32 accumulator, and the output is rounded once. With split-K, each
+split writes an fp32 partial and the last program to finish a tile sums the partials in
+split order (deterministic) and rounds once.
 
 Kernels:
 - `_dot_kernel`: tensor cores on the transposed tile `W_tile [BN, BK] @ x_tile^T [BK, BM]`
@@ -115,14 +116,62 @@ def _load_packed(w_ptr, k0, rows, stride_wn, n_groups,
 
 @triton.jit
 def _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups,
-                      GROUP: tl.constexpr, BLOCK_K: tl.constexpr, PLANT: tl.constexpr):
+                      GROUP: tl.constexpr, BLOCK_K: tl.constexpr, PLANT: tl.constexpr,
+                      CONTIGUOUS: tl.constexpr = False):
     """Block-scale bytes [BN, BK/GROUP] of one BLOCK_K step; blocks past K read the
-    last block's (in range; their codes are zero or they are never used)."""
-    grp = k0 // GROUP + tl.arange(0, BLOCK_K // GROUP)
-    if PLANT == 2:
-        grp = grp + 1
-    grp = tl.minimum(grp, n_groups - 1)
+    last block's (in range; their codes are zero or they are never used).
+
+    CONTIGUOUS (K a multiple of BLOCK_K): the step's first block is clamped instead of
+    each block, so the addresses stay contiguous along K and a thread loads its bytes of
+    a row as one vector. NVFP4 at 64 x 256, Triton 3.6: one 8-byte load per thread and
+    step with a warp's lanes on 16 rows, instead of eight 1-byte loads with the lanes on
+    32 rows (16 cache lines per warp and step instead of 256); a warp then holds the rows
+    it multiplies, so the conversion to the per-byte layout stays within the warp
+    (bar.warp.sync instead of a CTA barrier every step). A step past the end re-reads the
+    last step's bytes; the planted off-by-one leaves the last step unshifted."""
+    NG: tl.constexpr = BLOCK_K // GROUP
+    if CONTIGUOUS:
+        first = k0 // GROUP
+        if PLANT == 2:
+            first = tl.minimum(first + 1, n_groups - NG)
+        else:
+            first = tl.multiple_of(tl.minimum(first, n_groups - NG), NG)
+        grp = first + tl.arange(0, NG)
+    else:
+        grp = k0 // GROUP + tl.arange(0, NG)
+        if PLANT == 2:
+            grp = grp + 1
+        grp = tl.minimum(grp, n_groups - 1)
     return tl.load(s_ptr + rows[:, None] * stride_sn + grp[None, :])
+
+
+@triton.jit
+def _e4m3_asm(sb, ACT: tl.constexpr):
+    """float8_e4m3fn bytes -> ACT in inline PTX, two per `cvt.rn.f16x2.e4m3x2` (bf16 through
+    fp32). Exact: every e4m3 value (subnormals from 2^-9 up, 448, NaN) is an fp16 value,
+    and has at most 4 significant bits. Triton 3.6 leaves this conversion where the bytes
+    were loaded (8 scales per thread at 64 x 256), while it moves its own fp8 cast past the
+    conversion to the per-byte layout, where each scale is converted once per lane of a
+    quad: per thread and step 16 instructions instead of 64 (bf16)."""
+    if ACT == tl.bfloat16:
+        s = tl.inline_asm_elementwise(
+            """
+            {
+            .reg .b32 h;
+            .reg .b16 a, b;
+            .reg .f32 x, y;
+            cvt.rn.f16x2.e4m3x2 h, $1;
+            mov.b32 {a, b}, h;
+            cvt.f32.f16 x, a;
+            cvt.f32.f16 y, b;
+            cvt.rn.bf16x2.f32 $0, y, x;
+            }
+            """,
+            "=r,h", [sb], dtype=tl.bfloat16, is_pure=True, pack=2)
+    else:
+        s = tl.inline_asm_elementwise("cvt.rn.f16x2.e4m3x2 $0, $1;", "=r,h", [sb],
+                                      dtype=tl.float16, is_pure=True, pack=2)
+    return s
 
 
 @triton.jit
@@ -234,11 +283,16 @@ def _dequant_block(packed, scale_bytes, FORMAT: tl.constexpr, GROUP: tl.constexp
                    BLOCK_K: tl.constexpr, ACT: tl.constexpr, DEQ: tl.constexpr, ASM: tl.constexpr,
                    PLANT: tl.constexpr):
     """Even and odd weights (ACT [BN, BK/2]) of packed bytes [BN, BK/2] with block-scale
-    bytes [BN, NG]. DEQ 2 uses the inline-PTX decoder where it can run (not under the
-    interpreter, which runs the same math through DEQ 0)."""
-    scale = _scale_to_f32(scale_bytes, FORMAT)
+    bytes [BN, NG]. DEQ 2, 3 and 4 use the inline-PTX decoder where it can run (not under
+    the interpreter, which runs the same math through DEQ 0); DEQ 4 also converts NVFP4's
+    e4m3 scales in inline PTX (`_e4m3_asm`) and, in `_dot_kernel`, loads the scales
+    contiguously (`_load_scale_bytes`)."""
     if DEQ >= 2 and ASM:
-        s = _per_byte(scale.to(ACT), BLOCK_N, BLOCK_K, GROUP)
+        if DEQ == 4 and FORMAT == 0:
+            s = _e4m3_asm(scale_bytes, ACT)
+        else:
+            s = _scale_to_f32(scale_bytes, FORMAT).to(ACT)
+        s = _per_byte(s, BLOCK_N, BLOCK_K, GROUP)
         if DEQ == 3:
             packed = _to_mma_order(packed, BLOCK_N, BLOCK_K)
             s = _to_mma_order(s, BLOCK_N, BLOCK_K)
@@ -248,7 +302,7 @@ def _dequant_block(packed, scale_bytes, FORMAT: tl.constexpr, GROUP: tl.constexp
     else:
         lo, hi = _codes(packed, PLANT)
         recipe: tl.constexpr = 0 if DEQ >= 2 else DEQ
-        s = _per_byte(scale, BLOCK_N, BLOCK_K, GROUP)
+        s = _per_byte(_scale_to_f32(scale_bytes, FORMAT), BLOCK_N, BLOCK_K, GROUP)
         if DEQ == 3:
             lo = _to_mma_order(lo, BLOCK_N, BLOCK_K)
             hi = _to_mma_order(hi, BLOCK_N, BLOCK_K)
@@ -316,12 +370,16 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, g_ptr, y_ptr, part_ptr, count_ptr,
     k_start, k_stop = _k_range(K, BLOCK_K, SPLIT_K)
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     # block scales are prefetched one step ahead by hand: their 1-byte loads are too small
-    # for the pipeliner's asynchronous copies, and a load waited on every step stalls
-    scale_bytes = _load_scale_bytes(s_ptr, k_start, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT)
+    # for the pipeliner's asynchronous copies, and a load waited on every step stalls. DEQ
+    # 4's vector loads could be pipelined, but from shared memory Triton 3.6 converts the
+    # scales after the per-byte layout conversion (4x the conversions, SASS: 901 vs 875
+    # instructions per step at 64 x 256).
+    CONTIGUOUS: tl.constexpr = EVEN_K and DEQ == 4
+    scale_bytes = _load_scale_bytes(s_ptr, k_start, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT, CONTIGUOUS)
     for k0 in range(k_start, k_stop, BLOCK_K):
         packed = _load_packed(w_ptr, k0, rows, stride_wn, n_groups, GROUP, BLOCK_K, EVEN_K)
         next_scale_bytes = _load_scale_bytes(s_ptr, k0 + BLOCK_K, rows, stride_sn, n_groups,
-                                             GROUP, BLOCK_K, PLANT)
+                                             GROUP, BLOCK_K, PLANT, CONTIGUOUS)
         w_lo, w_hi = _dequant_block(packed, scale_bytes, FORMAT, GROUP, BLOCK_N, BLOCK_K, ACT, DEQ, ASM, PLANT)
         scale_bytes = next_scale_bytes
         w = tl.reshape(tl.join(w_lo, w_hi), (BLOCK_N, BLOCK_K))  # element 2i low, 2i+1 high
