@@ -36,10 +36,10 @@ def candidates(tokens: int):
     if tokens <= 16:  # few rows per expert: narrower programs (more of them) and deeper pipelines
         sizes = ((16, 32), (32, 32), (16, 64), (32, 64), (64, 64), (64, 128))
         return [MoeConfig(n1, n2, 16, 128, 4, stages, deq)
-                for (n1, n2), stages, deq in itertools.product(sizes, (3, 5), (3, 2))]
+                for (n1, n2), stages, deq in itertools.product(sizes, (3, 5), (3, 2, 4))]
     sizes = ((32, 32), (64, 64), (128, 128), (64, 128), (128, 64))
     return [MoeConfig(n1, n2, bm, bk, w, 3, deq)
-            for (n1, n2), bm, bk, w, deq in itertools.product(sizes, (16, 32), (128,), (4, 8), (3, 2))]
+            for (n1, n2), bm, bk, w, deq in itertools.product(sizes, (16, 32), (128,), (4, 8), (3, 2, 4))]
 
 
 def _layer(fmt: str, tokens: int, seed: int = 0):

@@ -272,6 +272,23 @@ def test_gpu_routed_rows_layer_matches_exact(fmt: str, dtype: torch.dtype, token
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("tokens", [17, 64])
+def test_gpu_triton_layer_above_16_tokens_matches_exact(fmt: str, dtype: torch.dtype, tokens: int) -> None:
+    """The table's largest bucket (its own recipe: deq 4's contiguous scale loads where K is
+    whole blocks, GEMM1's K = 256 here, not GEMM2's 160): within the fused path's bound of
+    the exact layer and far from the unclamped one."""
+    op = PRESETS["deepseek-v4"].with_limit(5.0)
+    x, w13, w2, routing = make_layer(fmt, dtype, t=tokens, h=256, i=160, e=6, k=3, x_scale=2 * op.limit)
+    y = moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None), limit=op.limit, gemm="triton")
+    exact = moe.exact(x, w13, w2, routing, op)
+    floor = rel(exact.to(dtype), exact)
+    assert rel(y, exact) < 2.0 * floor
+    assert rel(y, moe.exact(x, w13, w2, routing, op, apply_clamp=False)) > 50 * floor
+
+
+@pytest.mark.gpu
 def test_gpu_routed_rows_unfused_rounds_h_like_the_recipe() -> None:
     x, w13, w2, routing = make_layer("mxfp4", torch.float16, t=2, h=256, i=128, e=4, k=2, x_scale=20.0)
     op = PRESETS["deepseek-v4"]
