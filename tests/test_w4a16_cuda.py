@@ -406,6 +406,29 @@ def test_gpu_bad_arguments_are_one_line_errors() -> None:
     assert cuda_gemm.cuda_w4a16_matmul(x[:0], q).shape == (0, 64)
 
 
+@gpu
+def test_gpu_tiled_pieces_in_either_order_and_no_overlaps() -> None:
+    """The op reads the tiled pieces through their strides: tile-major and chunk-major give
+    the same bits; a view whose pieces overlap is a one-line error, not a wrong product."""
+    x, q, exact = make_problem("nvfp4", 3, 512, 64, torch.bfloat16)
+    chunk_major = cuda_gemm.tiled_layout(q)
+    tile_major = chunk_major.contiguous()
+    assert chunk_major.stride() != tile_major.stride()
+    empty = torch.empty(0, dtype=torch.int32, device=x.device)
+
+    def run(packed: torch.Tensor) -> torch.Tensor:
+        y = torch.empty((3, 64), dtype=x.dtype, device=x.device)
+        torch.ops.swiglu_check_w4a16.gemm_(x, packed, empty.to(torch.uint8), q.global_scale.reshape(-1).float(), y, y,
+                                           y, empty, empty.float(), 0, 1, 4, 1, 1, 0, 1, 0, 2)
+        return y
+
+    assert torch.equal(run(chunk_major), run(tile_major))
+    assert_one_rounding_of_an_fp32_sum(run(chunk_major), x, q, exact)
+    overlapping = tile_major[:, :1].expand(-1, tile_major.shape[1], -1)  # every chunk would read chunk 0
+    with pytest.raises(RuntimeError, match="densely, tile-major or chunk-major"):
+        run(overlapping)
+
+
 def run_backend(backend, shapes="16x4096x1024"):
     settings = api.build_settings(dtypes="bf16,fp16", shapes=shapes, device=DEVICE)
     return api.run([backend], settings)

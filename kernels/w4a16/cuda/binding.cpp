@@ -25,8 +25,8 @@
 //
 // tiled = 1: `packed` holds the tiled layout (w4a16_gemm.h, GemmParams; cuda_gemm.tiled_layout):
 // uint8 [ceil(N/16), chunks, tile bytes] ([E, ...] for routed rows), scales and rows
-// included, N taken from y; `scales` is then unused (pass an empty tensor). Each piece is
-// contiguous; tiles and chunks may lie in either order (strides multiples of 16).
+// included, N taken from y; `scales` is then unused (pass an empty tensor). The pieces of
+// each matrix lie densely, tile-major or chunk-major (the kernel reads them through strides).
 //
 // x_ring = 1: x streams chunk by chunk through a ring shared by the CTA's warps instead of
 // the CTA staging x over its K range up front (which needs a split of K that fits).
@@ -52,11 +52,13 @@ namespace swiglu_check {
 namespace w4a16 {
 namespace {
 
-std::string shape_text(const at::Tensor& t) {
+std::string shape_text_of(at::IntArrayRef values) {
   std::string out = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
   return out + "]";
 }
+
+std::string shape_text(const at::Tensor& t) { return shape_text_of(t.sizes()); }
 
 void require(bool ok, const std::string& what) { TORCH_CHECK(ok, std::string("w4a16 gemm: ") + what); }
 
@@ -121,15 +123,22 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
     require(y.dim() == 2, "y must be [M, N], got " + shape_text(y));
     n = y.size(1);
     const int64_t tile_bytes = ring_tile_bytes(static_cast<int>(format));
-    bool strides_ok = packed.stride(-1) == 1;  // pieces contiguous, any order of tiles and chunks
-    for (int64_t d = 0; d + 1 < packed.dim(); ++d) strides_ok = strides_ok && packed.stride(d) % 16 == 0;
-    require(packed.scalar_type() == at::kByte && strides_ok && aligned(packed, 16) &&
-                packed2.dim() == 3 && packed2.size(0) == (n + 15) / 16 && packed2.size(1) == chunks &&
-                packed2.size(2) == tile_bytes,
-            "tiled packed must be uint8 [" + std::string(routed ? "E, " : "") + std::to_string((n + 15) / 16) +
-                ", " + std::to_string(chunks) + ", " + std::to_string(tile_bytes) +
-                "] (16-row tiles, chunks, bytes) with contiguous pieces at 16-byte aligned strides, got " +
+    const int64_t tiles = (n + 15) / 16;
+    require(packed.scalar_type() == at::kByte && aligned(packed, 16) && packed2.dim() == 3 && packed2.size(0) == tiles &&
+                packed2.size(1) == chunks && packed2.size(2) == tile_bytes,
+            "tiled packed must be uint8 [" + std::string(routed ? "E, " : "") + std::to_string(tiles) + ", " +
+                std::to_string(chunks) + ", " + std::to_string(tile_bytes) + "] (16-row tiles, chunks, bytes), got " +
                 shape_text(packed));
+    // each matrix dense, its pieces tile-major or chunk-major (no overlaps, no gaps; the
+    // stride of a dimension of size 1 is never used)
+    const bool tile_major = (chunks == 1 || packed2.stride(1) == tile_bytes) &&
+                            (tiles == 1 || packed2.stride(0) == chunks * tile_bytes);
+    const bool chunk_major = (tiles == 1 || packed2.stride(0) == tile_bytes) &&
+                             (chunks == 1 || packed2.stride(1) == tiles * tile_bytes);
+    require(packed2.stride(2) == 1 && (tile_major || chunk_major) &&
+                (!routed || experts == 1 || packed.stride(0) == tiles * chunks * tile_bytes),
+            "tiled packed must hold each matrix's pieces densely, tile-major or chunk-major, got strides " +
+                shape_text_of(packed.strides()));
   } else {
     const at::Tensor scales2 = routed ? scales.select(0, 0) : scales;
     n = packed2.size(0);
