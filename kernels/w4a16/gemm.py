@@ -117,11 +117,11 @@ def _load_packed(w_ptr, k0, rows, stride_wn, n_groups,
 @triton.jit
 def _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups,
                       GROUP: tl.constexpr, BLOCK_K: tl.constexpr, PLANT: tl.constexpr,
-                      CONTIGUOUS: tl.constexpr = False):
+                      DEQ: tl.constexpr, EVEN_K: tl.constexpr):
     """Block-scale bytes [BN, BK/GROUP] of one BLOCK_K step; blocks past K read the
     last block's (in range; their codes are zero or they are never used).
 
-    CONTIGUOUS (K a multiple of BLOCK_K): the step's first block is clamped instead of
+    DEQ 4 with K a multiple of BLOCK_K: the step's first block is clamped instead of
     each block, so the addresses stay contiguous along K and a thread loads its bytes of
     a row as one vector. NVFP4 at 64 x 256, Triton 3.6: one 8-byte load per thread and
     step with a warp's lanes on 16 rows, instead of eight 1-byte loads with the lanes on
@@ -130,7 +130,7 @@ def _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups,
     (bar.warp.sync instead of a CTA barrier every step). A step past the end re-reads the
     last step's bytes; the planted off-by-one leaves the last step unshifted."""
     NG: tl.constexpr = BLOCK_K // GROUP
-    if CONTIGUOUS:
+    if EVEN_K and DEQ == 4:
         first = k0 // GROUP
         if PLANT == 2:
             first = tl.minimum(first + 1, n_groups - NG)
@@ -285,8 +285,8 @@ def _dequant_block(packed, scale_bytes, FORMAT: tl.constexpr, GROUP: tl.constexp
     """Even and odd weights (ACT [BN, BK/2]) of packed bytes [BN, BK/2] with block-scale
     bytes [BN, NG]. DEQ 2, 3 and 4 use the inline-PTX decoder where it can run (not under
     the interpreter, which runs the same math through DEQ 0); DEQ 4 also converts NVFP4's
-    e4m3 scales in inline PTX (`_e4m3_asm`) and, in `_dot_kernel`, loads the scales
-    contiguously (`_load_scale_bytes`)."""
+    e4m3 scales in inline PTX (`_e4m3_asm`), and `_load_scale_bytes` loads its scales
+    contiguously where K is whole steps."""
     if DEQ >= 2 and ASM:
         if DEQ == 4 and FORMAT == 0:
             s = _e4m3_asm(scale_bytes, ACT)
@@ -374,12 +374,11 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, g_ptr, y_ptr, part_ptr, count_ptr,
     # 4's vector loads could be pipelined, but from shared memory Triton 3.6 converts the
     # scales after the per-byte layout conversion (4x the conversions, SASS: 901 vs 875
     # instructions per step at 64 x 256).
-    CONTIGUOUS: tl.constexpr = EVEN_K and DEQ == 4
-    scale_bytes = _load_scale_bytes(s_ptr, k_start, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT, CONTIGUOUS)
+    scale_bytes = _load_scale_bytes(s_ptr, k_start, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT, DEQ, EVEN_K)
     for k0 in range(k_start, k_stop, BLOCK_K):
         packed = _load_packed(w_ptr, k0, rows, stride_wn, n_groups, GROUP, BLOCK_K, EVEN_K)
         next_scale_bytes = _load_scale_bytes(s_ptr, k0 + BLOCK_K, rows, stride_sn, n_groups,
-                                             GROUP, BLOCK_K, PLANT, CONTIGUOUS)
+                                             GROUP, BLOCK_K, PLANT, DEQ, EVEN_K)
         w_lo, w_hi = _dequant_block(packed, scale_bytes, FORMAT, GROUP, BLOCK_N, BLOCK_K, ACT, DEQ, ASM, PLANT)
         scale_bytes = next_scale_bytes
         w = tl.reshape(tl.join(w_lo, w_hi), (BLOCK_N, BLOCK_K))  # element 2i low, 2i+1 high
@@ -418,7 +417,7 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, g_ptr, y_ptr, part_ptr, count_ptr,
     for k0 in range(k_start, k_stop, BLOCK_K):
         packed = tl.reshape(_load_packed(w_ptr, k0, rows, stride_wn, n_groups, GROUP, BLOCK_K, EVEN_K),
                             (BLOCK_N, NG, HG))
-        scale_bytes = _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT)
+        scale_bytes = _load_scale_bytes(s_ptr, k0, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT, DEQ, EVEN_K)
         lo, hi = _codes(packed, PLANT)
         scale = _scale_to_f32(scale_bytes, FORMAT)[:, :, None]
         xk = tl.load(x_row + k0 + offs_k, mask=(k0 + offs_k) < K, other=0.0).to(tl.float32)

@@ -159,12 +159,11 @@ def _expert_dot(acc, a_ptrs, w_base, s_base, rows, K, stride_wn, stride_sn,
     ACT = a_ptrs.dtype.element_ty
     n_groups = K // GROUP
     mem_k = _k_order(BLOCK_K, DEQ)
-    CONTIGUOUS: tl.constexpr = EVEN_K and DEQ == 4  # one vector of scale bytes per thread (gemm.py)
-    scale_bytes = _load_scale_bytes(s_base, 0, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT, CONTIGUOUS)
+    scale_bytes = _load_scale_bytes(s_base, 0, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT, DEQ, EVEN_K)
     for k0 in range(0, K, BLOCK_K):
         packed = _load_packed(w_base, k0, rows, stride_wn, n_groups, GROUP, BLOCK_K, EVEN_K)
         next_scale_bytes = _load_scale_bytes(s_base, k0 + BLOCK_K, rows, stride_sn, n_groups, GROUP, BLOCK_K, PLANT,
-                                             CONTIGUOUS)
+                                             DEQ, EVEN_K)
         w_lo, w_hi = _dequant_block(packed, scale_bytes, FORMAT, GROUP, BLOCK_N, BLOCK_K, ACT, DEQ, ASM, PLANT)
         scale_bytes = next_scale_bytes
         w = tl.reshape(tl.join(w_lo, w_hi), (BLOCK_N, BLOCK_K))

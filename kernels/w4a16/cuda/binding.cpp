@@ -52,13 +52,13 @@ namespace swiglu_check {
 namespace w4a16 {
 namespace {
 
-std::string shape_text_of(at::IntArrayRef values) {
+std::string list_text(at::IntArrayRef values) {
   std::string out = "[";
   for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
   return out + "]";
 }
 
-std::string shape_text(const at::Tensor& t) { return shape_text_of(t.sizes()); }
+std::string shape_text(const at::Tensor& t) { return list_text(t.sizes()); }
 
 void require(bool ok, const std::string& what) { TORCH_CHECK(ok, std::string("w4a16 gemm: ") + what); }
 
@@ -138,7 +138,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
     require(packed2.stride(2) == 1 && (tile_major || chunk_major) &&
                 (!routed || experts == 1 || packed.stride(0) == tiles * chunks * tile_bytes),
             "tiled packed must hold each matrix's pieces densely, tile-major or chunk-major, got strides " +
-                shape_text_of(packed.strides()));
+                list_text(packed.strides()));
   } else {
     const at::Tensor scales2 = routed ? scales.select(0, 0) : scales;
     n = packed2.size(0);
