@@ -4,6 +4,7 @@ kind: the clamp must be applied, and the check must catch it when it is not."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -242,6 +243,68 @@ def test_gemm_choice_is_checked_and_auto_stays_off_the_cpu() -> None:
     x, w13, w2, routing = make_layer("nvfp4", torch.float16)
     with pytest.raises(ValueError, match="gemm must be one of"):
         moe_w4a16(x, w13, w2, routing.weights, routing.ids, OpSpec(), limit=None, gemm="nope")
+
+
+def test_pick_config_takes_deq_4_for_nvfp4_and_3_for_mxfp4_at_16_tokens(monkeypatch) -> None:
+    from swiglu_check.kernels.w4a16 import moe as kernel
+
+    monkeypatch.setattr(kernel, "INTERPRETED", False)
+    monkeypatch.delenv(kernel.TABLE_ENV, raising=False)
+    assert set(kernel.GPU_TABLES) == set(fp4.FORMATS)
+    for tokens in (2, 16):
+        nv, mx = kernel.pick_config(tokens, "nvfp4"), kernel.pick_config(tokens, "mxfp4")
+        assert (nv.deq, mx.deq) == (4, 3)
+        assert nv == dataclasses.replace(mx, deq=4)  # same tiles
+        assert mx == kernel.MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4,
+                                      num_stages=3, deq=3)
+    for tokens in (1, 17, 64, 1 << 20):  # the first and the last bucket: one config for both formats
+        assert kernel.pick_config(tokens, "nvfp4") == kernel.pick_config(tokens, "mxfp4")
+    assert (kernel.pick_config(1, "mxfp4").num_stages, kernel.pick_config(1, "mxfp4").deq) == (5, 3)
+    assert (kernel.pick_config(64, "mxfp4").block_m, kernel.pick_config(64, "mxfp4").deq) == (32, 4)
+    with pytest.raises(ValueError, match="unknown FP4 format 'fp8'"):
+        kernel.pick_config(16, "fp8")
+
+
+def test_environment_table_in_either_form_and_the_built_in_round_trip(tmp_path, monkeypatch) -> None:
+    from swiglu_check.kernels.w4a16 import moe as kernel
+    from swiglu_check.kernels.w4a16 import tables
+
+    monkeypatch.setattr(kernel, "INTERPRETED", False)
+    sizes = (1, 2, 16, 17, 64, 1 << 20)
+    built_in = {(t, fmt): kernel.pick_config(t, fmt) for t in sizes for fmt in fp4.FORMATS}
+    path = tmp_path / "built-in.json"
+    path.write_text(tables.tables_json(kernel.GPU_TABLES, kernel.TABLE_KEY))
+    assert path.read_text().startswith("{")  # the formats differ at 16 tokens
+    monkeypatch.setenv(kernel.TABLE_ENV, str(path))
+    assert {(t, fmt): kernel.pick_config(t, fmt) for t in sizes for fmt in fp4.FORMATS} == built_in
+
+    one = kernel.MoeConfig(block_n1=32, deq=2)
+    path = tmp_path / "list.json"  # today's form: one table for both formats
+    path.write_text(tables.table_json(((1 << 30, one),), kernel.TABLE_KEY))
+    monkeypatch.setenv(kernel.TABLE_ENV, str(path))
+    assert kernel.pick_config(16, "nvfp4") == kernel.pick_config(16, "mxfp4") == one
+
+    path = tmp_path / "unknown.json"
+    path.write_text('{"nvfp4": [], "mxfp4": [], "mxfp6": []}')
+    monkeypatch.setenv(kernel.TABLE_ENV, str(path))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: unknown format 'mxfp6'")):
+        kernel.pick_config(16, "nvfp4")
+
+
+def test_the_layer_picks_its_config_by_the_weights_format(monkeypatch) -> None:
+    from swiglu_check.kernels.w4a16 import moe as kernel
+
+    asked = []
+
+    def pick(tokens: int, fmt: str):
+        asked.append((tokens, fmt))
+        return kernel.INTERPRETER_CONFIG
+
+    monkeypatch.setattr(kernel, "pick_config", pick)
+    for fmt in fp4.FORMATS:
+        x, w13, w2, routing = make_layer(fmt, torch.float16, t=3)
+        moe_w4a16(x, w13, w2, routing.weights, routing.ids, OpSpec(), limit=None, gemm="triton")
+    assert asked == [(3, "nvfp4"), (3, "mxfp4")]
 
 
 ROUTED_OPS = [PRESETS["deepseek-v4"].with_limit(5.0), PRESETS["gpt-oss"], PRESETS["llama"]]

@@ -24,7 +24,7 @@ exactly one way in and cannot be dropped silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -53,28 +53,37 @@ class MoeConfig:
 
 
 INTERPRETER_CONFIG = MoeConfig(block_n1=64, block_n2=64, block_m=16, block_k=64, num_stages=1, deq=3)
-# (largest token count of the bucket, config); scripts/tune_moe_w4a16.py writes such a table.
+# Per weight format (fp4.FORMATS), (largest token count of the bucket, config);
+# scripts/tune_moe_w4a16.py writes such tables.
 # Measured on the H100 (2026-11-22, session 4: the tuner's pick per bucket, bf16, both formats;
 # kernels/w4a16/NOTES.md). Against the untuned default the bench went from 3.11x to 3.51x
 # (NVFP4, T = 16) and 1.47x to 2.60x (T = 64) of the bf16 torch layer.
-GPU_TABLE: tuple[tuple[int, MoeConfig], ...] = (
-    (1, MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4, num_stages=5, deq=3)),
-    (16, MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4, num_stages=3, deq=3)),
-    # session 8 of the W4A16 work: deq 4 (contiguous scale loads, e4m3 scales in inline PTX)
-    # in place of 2, same tiles, two A/B runs: NVFP4 T = 64 265-268 -> 186-189 us (2.6x ->
-    # 3.7x the bf16 layer), MXFP4 197-202 -> 191-192. At T = 16 it would take NVFP4 from 212-215
-    # to 177-178 us but MXFP4 from 153-156 to 173-175 against deq 3: one recipe per bucket
-    # for both formats, so that bucket keeps deq 3.
-    (1 << 30, MoeConfig(block_n1=64, block_n2=64, block_m=32, block_k=128, num_warps=4, num_stages=3, deq=4)),
-)
+# Session 8 of the W4A16 work: deq 4 (contiguous scale loads, e4m3 scales in inline PTX) in
+# place of 2 in the last bucket, same tiles, two A/B runs: NVFP4 T = 64 265-268 -> 186-189 us
+# (2.6x -> 3.7x the bf16 layer), MXFP4 197-202 -> 191-192.
+# At T = 16 (same tiles: block_n1 64, block_n2 128, block_m 16, block_k 128, 4 warps, 3 stages)
+# deq 4 takes NVFP4 from 212-215 to 177-178 us but MXFP4 from 153-156 to 173-175 against
+# deq 3, so that bucket picks per format: deq 4 for NVFP4, deq 3 for MXFP4.
+_T1 = MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4, num_stages=5, deq=3)
+_T16 = MoeConfig(block_n1=64, block_n2=128, block_m=16, block_k=128, num_warps=4, num_stages=3, deq=3)
+_LAST = MoeConfig(block_n1=64, block_n2=64, block_m=32, block_k=128, num_warps=4, num_stages=3, deq=4)
+GPU_TABLES: dict[str, tuple[tuple[int, MoeConfig], ...]] = {
+    "nvfp4": ((1, _T1), (16, replace(_T16, deq=4)), (1 << 30, _LAST)),
+    "mxfp4": ((1, _T1), (16, _T16), (1 << 30, _LAST)),
+}
+# SWIGLU_CHECK_MOE_W4A16_TABLE=<json> replaces GPU_TABLES: a list of rows (tables.table_json)
+# for both formats, or {"nvfp4": [rows], "mxfp4": [rows]} (tables.tables_json).
 TABLE_ENV = "SWIGLU_CHECK_MOE_W4A16_TABLE"
 TABLE_KEY = "t_max"  # buckets by token count (tables.table_json)
 
 
-def pick_config(tokens: int) -> MoeConfig:
+def pick_config(tokens: int, fmt: str) -> MoeConfig:
+    """The launch config for `tokens` tokens on weights of format `fmt` (nvfp4 or mxfp4)."""
+    if fmt not in GPU_TABLES:
+        raise ValueError(f"unknown FP4 format {fmt!r}; choose from {', '.join(GPU_TABLES)}")
     if INTERPRETED:
         return INTERPRETER_CONFIG
-    return tables.pick(tables.active_table(TABLE_ENV, GPU_TABLE, MoeConfig, key=TABLE_KEY), tokens)
+    return tables.pick(tables.active_tables(TABLE_ENV, GPU_TABLES, MoeConfig, key=TABLE_KEY)[fmt], tokens)
 
 
 @triton.jit
@@ -359,7 +368,7 @@ def moe_w4a16(x: torch.Tensor, w13: FP4Weight, w2: FP4Weight, topk_weights: torc
         return y
     if use_cuda_gemms(gemm, tokens, x.device):
         return _moe_routed_rows(x, w13, w2, topk_weights, topk_ids, op, limit, fused, y)
-    cfg = config or pick_config(tokens)
+    cfg = config or pick_config(tokens, w13.format)
     block = w13.block
     if cfg.block_k % block:
         raise ValueError(f"block_k {cfg.block_k} must be a multiple of {w13.format}'s block {block}")
