@@ -6,8 +6,12 @@ For T in 1/16/64 tokens (H 4096, I 2048, top-6 of 16 experts, L 10, bf16) and bo
 formats: every candidate config is compiled in parallel worker processes, checked
 against the fp32 torch layer on the same random weights, and timed as CUDA-graph
 replays against the same layer with bf16 weights through torch (cuBLAS). Per token
-bucket the config with the best geometric-mean time over both formats wins; the fused
-and unfused activation are both timed for it.
+bucket and format the fastest config wins; the fused and unfused activation are both
+timed for it. `--table` gets one list of rows when both formats picked the same configs,
+else `{"nvfp4": [rows], "mxfp4": [rows]}` (kernels/w4a16/tables.py `tables_json`); either
+is a valid SWIGLU_CHECK_MOE_W4A16_TABLE file.
+
+Exits 2 with one line when there is no CUDA device.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import multiprocessing as mp
 import os
 import statistics
@@ -27,6 +30,7 @@ from dataclasses import asdict
 import torch
 
 TOKENS = (1, 16, 64)
+FORMATS = ("nvfp4", "mxfp4")
 H, I, E, K = 4096, 2048, 16, 6
 
 
@@ -40,6 +44,20 @@ def candidates(tokens: int):
     sizes = ((32, 32), (64, 64), (128, 128), (64, 128), (128, 64))
     return [MoeConfig(n1, n2, bm, bk, w, 3, deq)
             for (n1, n2), bm, bk, w, deq in itertools.product(sizes, (16, 32), (128,), (4, 8), (3, 2, 4))]
+
+
+def pick_tables(timed: dict[int, dict[str, dict]]) -> dict[str, tuple]:
+    """Per format, the fastest config of each token bucket (`timed[tokens][fmt][config]`:
+    us), the last bucket open-ended; a bucket where some format timed nothing is left out."""
+    by_format: dict[str, list] = {fmt: [] for fmt in FORMATS}
+    for tokens in TOKENS:
+        per_fmt = timed.get(tokens, {})
+        if not all(per_fmt.get(fmt) for fmt in FORMATS):
+            continue
+        for fmt in FORMATS:
+            best = min(per_fmt[fmt], key=per_fmt[fmt].get)
+            by_format[fmt].append((tokens if tokens < TOKENS[-1] else 1 << 30, best))
+    return {fmt: tuple(rows) for fmt, rows in by_format.items()}
 
 
 def _layer(fmt: str, tokens: int, seed: int = 0):
@@ -74,11 +92,14 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("tune_moe_w4a16: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
 
     from swiglu_check.bench import time_graph
     from swiglu_check.kernels.w4a16.backends import torch_moe
     from swiglu_check.kernels.w4a16.moe import TABLE_KEY, MoeConfig, moe_w4a16
-    from swiglu_check.kernels.w4a16.tables import table_json
+    from swiglu_check.kernels.w4a16.tables import tables_json
     from swiglu_check.kinds.moe_bench import torch_layer, torch_layer_plan
     from swiglu_check.ops import PRESETS
 
@@ -87,7 +108,7 @@ def main() -> int:
     configs = {c for t in TOKENS for c in candidates(t)}
     errors: dict[tuple[str, MoeConfig], str] = {}
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_compile_one, fmt, asdict(c)): (fmt, c) for fmt in ("nvfp4", "mxfp4") for c in configs}
+        futures = {pool.submit(_compile_one, fmt, asdict(c)): (fmt, c) for fmt in FORMATS for c in configs}
         for future in as_completed(futures):
             if future.result():
                 errors[futures[future]] = future.result()
@@ -96,14 +117,13 @@ def main() -> int:
     def us(fn) -> float:
         return statistics.median(time_graph(lambda _i: fn(), 1, replays=7)) * 1e3
 
-    results = {}
-    table, lines = [], []
+    results, all_timed, lines = {}, {}, []
     for tokens in TOKENS:
         g = torch.Generator(device="cuda").manual_seed(1)
         dense13 = (torch.randn((E, 2 * I, H), device="cuda", generator=g) / H**0.5).to(torch.bfloat16)
         dense2 = (torch.randn((E, H, I), device="cuda", generator=g) / I**0.5).to(torch.bfloat16)
         per_fmt = {}
-        for fmt in ("nvfp4", "mxfp4"):
+        for fmt in FORMATS:
             x, w13, w2, routing = _layer(fmt, tokens)
             plan = torch_layer_plan(routing)
             torch_us = us(lambda: torch_layer(x, dense13, dense2, plan, op))
@@ -121,28 +141,27 @@ def main() -> int:
                 timed[cfg] = us(call)
             per_fmt[fmt] = (torch_us, timed, (x, w13, w2, routing))
             results[f"{fmt}/{tokens}"] = {"torch_us": torch_us, "configs": [[asdict(c), t] for c, t in timed.items()]}
-        common = set.intersection(*(set(v[1]) for v in per_fmt.values())) if per_fmt else set()
-        if not common:
-            continue
-        best = min(common, key=lambda c: math.prod(per_fmt[f][1][c] for f in per_fmt))
-        table.append((tokens if tokens < TOKENS[-1] else 1 << 30, best))
+        all_timed[tokens] = {fmt: timed for fmt, (_, timed, _) in per_fmt.items()}
+        if not all(all_timed[tokens].values()):
+            continue  # pick_tables leaves this bucket out
         for fmt, (torch_us, timed, (x, w13, w2, routing)) in per_fmt.items():
+            best = min(timed, key=timed.get)  # this format's pick (pick_tables)
             unfused = us(lambda: moe_w4a16(x, w13, w2, routing.weights, routing.ids, op.with_limit(None),
                                            limit=10.0, config=best, fused=False))
-            fastest = min(timed.values())
             lines.append(f"{fmt} T={tokens:<3d} {len(torch.unique(routing.ids))}/{E} experts | torch bf16"
                          f" {torch_us:7.1f} us | W4A16 fused {timed[best]:7.1f} us (x{torch_us / timed[best]:4.2f})"
-                         f" unfused {unfused:7.1f} us | best single {fastest:7.1f} us | {best}")
+                         f" unfused {unfused:7.1f} us | {best}")
             print(lines[-1], flush=True)
         del dense13, dense2
         torch.cuda.empty_cache()
+    table = tables_json(pick_tables(all_timed), TABLE_KEY)
     with open(args.table, "w") as f:
-        f.write(table_json(tuple(table), TABLE_KEY))
+        f.write(table)
     with open(args.out, "w") as f:
         json.dump({"device": torch.cuda.get_device_name(), "results": results,
                    "errors": {f"{a}/{b}": e for (a, b), e in errors.items()}}, f)
     print("\n==== MoE tune summary (bf16, L 10, H 4096, I 2048, top-6 of 16; CUDA-graph device time) ====")
-    print(table_json(tuple(table), TABLE_KEY))
+    print(table, end="")
     for line in lines:
         print(line)
     print(f"tuning took {time.time() - t0:.0f} s")

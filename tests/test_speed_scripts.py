@@ -200,6 +200,32 @@ def test_candidate_lists_build_without_a_gpu() -> None:
     assert len(triton_tune.fp8_candidates(1024, 2048)) == len(triton_tune.FP8_CONFIGS) + 1
 
 
+def test_moe_tuner_writes_a_table_per_format_only_when_the_picks_differ(tmp_path) -> None:
+    from swiglu_check.kernels.w4a16 import tables
+    from swiglu_check.kernels.w4a16.moe import TABLE_KEY, MoeConfig
+
+    tuner = _load("tune_moe_w4a16")
+    d3, d4, wide = MoeConfig(deq=3), MoeConfig(deq=4), MoeConfig(block_m=32, deq=4)
+    timed = {1: {"nvfp4": {d3: 10.0, d4: 11.0}, "mxfp4": {d3: 9.0, d4: 12.0}},  # made-up us
+             16: {"nvfp4": {d3: 213.0, d4: 177.0}, "mxfp4": {d3: 154.0, d4: 174.0}},
+             64: {"nvfp4": {wide: 187.0, d3: 300.0}, "mxfp4": {wide: 191.0, d3: 250.0}}}
+    picked = tuner.pick_tables(timed)
+    assert picked == {"nvfp4": ((1, d3), (16, d4), (1 << 30, wide)), "mxfp4": ((1, d3), (16, d3), (1 << 30, wide))}
+    path = tmp_path / "differ.json"
+    path.write_text(tables.tables_json(picked, TABLE_KEY))
+    assert set(json.loads(path.read_text())) == {"nvfp4", "mxfp4"}
+    assert tables.load_tables(str(path), MoeConfig, tuner.FORMATS, TABLE_KEY) == picked
+
+    timed[16]["nvfp4"][d4] = 250.0  # now both formats pick deq 3 at 16 tokens
+    timed[64]["mxfp4"] = {}  # and a bucket one format timed nothing in is left out of both
+    picked = tuner.pick_tables(timed)
+    assert picked["nvfp4"] == picked["mxfp4"] == ((1, d3), (16, d3))
+    path = tmp_path / "agree.json"
+    path.write_text(tables.tables_json(picked, TABLE_KEY))
+    assert isinstance(json.loads(path.read_text()), list)
+    assert tables.load_table(str(path), MoeConfig, TABLE_KEY) == picked["nvfp4"]
+
+
 def test_ncu_stalls_totals_reasons_and_ranks_instructions(tmp_path) -> None:
     header = ["Address", "Source", "Warp Stall Sampling (All Samples)", "Instructions Executed",
               "stall_long_sb", "stall_wait", "stall_long_sb (Not Issued)"]
