@@ -2,8 +2,8 @@
 
     python3 scripts/sass_w4a16.py [--deq 2,4] [--dtype bf16] [--config JSON] [--dump DIR]
 
-Compiles `_dot_kernel` for sm_90 with the M = 64 table config (or `--config`) for
-NVFP4 and MXFP4 through Triton's own toolchain (bundled ptxas and nvdisasm), then
+Compiles `_dot_kernel` for sm_90 for NVFP4 and MXFP4, each with its format's M = 64 table
+config (or `--config` for both), through Triton's own toolchain (bundled ptxas and nvdisasm), then
 prints per variant: SASS instructions in the hot loop (the largest backward-branch
 range: one K step), its opcode histogram, global loads other than asynchronous copies
 (the block scales), shared-memory traffic (STS/LDS/BAR), conversions (F2F/F2FP/I2F/F2I),
@@ -31,7 +31,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 
 from swiglu_check.kernels.w4a16 import gemm  # noqa: E402
-from swiglu_check.kernels.w4a16.configs import GPU_TABLE, GemmConfig  # noqa: E402
+from swiglu_check.kernels.w4a16.configs import GPU_TABLES, GemmConfig  # noqa: E402
 from swiglu_check.references.fp4 import BLOCK_SIZE  # noqa: E402
 
 TYPES = {"bf16": "*bf16", "fp16": "*fp16"}
@@ -145,17 +145,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deq", default="2", help="recipes to compare (comma-separated)")
     parser.add_argument("--dtype", default="bf16,fp16")
-    parser.add_argument("--config", help="GemmConfig fields as JSON (default: the M = 64 table row)")
+    parser.add_argument("--config", help="GemmConfig fields as JSON (default: each format's M = 64 table row)")
     parser.add_argument("--dump", help="write ttgir/ptx/sass here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    base = GemmConfig(**json.loads(args.config)) if args.config else GPU_TABLE[-1][1]
+    given = GemmConfig(**json.loads(args.config)) if args.config else None
     rows = []
     for deq in (int(d) for d in args.deq.split(",")):
-        cfg = GemmConfig(**{**base.__dict__, "deq": deq, "split_k": 1})
         for dtype in args.dtype.split(","):
             for fmt in BLOCK_SIZE:
-                row = report(fmt, dtype, cfg, args.dump)
+                base = given or GPU_TABLES[fmt][-1][1]
+                row = report(fmt, dtype, GemmConfig(**{**base.__dict__, "deq": deq, "split_k": 1}), args.dump)
                 rows.append(row)
                 if args.json:
                     continue

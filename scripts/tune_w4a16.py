@@ -153,10 +153,10 @@ MAX_ERR = 4e-3  # bf16 rounding of an fp32-exact product is ~1.5e-3
 
 
 def ab_recipes(deqs: tuple[int, ...], formats: list[str]) -> int:
-    """`--ab`: the table's config for each M with each recipe, one row per shape."""
+    """`--ab`: each format's table config for each M with each recipe, one row per shape,
+    ending in the configs' tiles and split (one label, or `fmt:label,...` where they differ)."""
     from swiglu_check.kernels.w4a16.configs import pick_config
     from swiglu_check.kernels.w4a16.gemm import launch
-    from swiglu_check.references import fp4
 
     heads = "".join(f"{f'{fmt} d{deq}':>14}  " for fmt in formats for deq in deqs)
     print(f"{'M x K x N':<17} {'cuBLAS':>7}{heads}  (us, x = cuBLAS / time; '!=': not bit-equal to the first"
@@ -166,12 +166,12 @@ def ab_recipes(deqs: tuple[int, ...], formats: list[str]) -> int:
         for k, n in SHAPES:
             g = torch.Generator(device=DEVICE).manual_seed(1)
             cublas = cublas_times(m, k, n, g)[0]
-            row, labels = f"{f'{m}x{k}x{n}':<17} {cublas:7.1f}", set()
+            row, labels = f"{f'{m}x{k}x{n}':<17} {cublas:7.1f}", {}
             for fmt in formats:
                 ws, xs, ref = fp4_operands(fmt, m, k, n, g)
                 y = torch.empty(m, n, device=DEVICE, dtype=torch.bfloat16)
-                base = pick_config(m, n, k, interpreted=DRY, block=fp4.BLOCK_SIZE[fmt])
-                labels.add(base.label[:base.label.rindex("d")])  # the tiles and split, not the recipe
+                base = pick_config(m, n, k, interpreted=DRY, fmt=fmt)
+                labels[fmt] = base.label[:base.label.rindex("d")]  # the tiles and split, not the recipe
                 first = None
                 for deq in deqs:
                     cfg = replace(base, deq=deq)
@@ -184,7 +184,9 @@ def ab_recipes(deqs: tuple[int, ...], formats: list[str]) -> int:
                     mark = "WRONG" if bad else "!=" if not torch.equal(out, first) else ""
                     row += f" {us:7.1f} x{cublas / us:4.2f}{mark:<2}"
                 del ws, xs
-            print(row + "  " + ",".join(sorted(labels)), flush=True)
+            distinct = set(labels.values())
+            tiles = distinct.pop() if len(distinct) == 1 else ",".join(f"{f}:{v}" for f, v in labels.items())
+            print(f"{row}  {tiles}", flush=True)
     return 1 if wrong else 0
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -140,10 +141,13 @@ def test_empty_and_bad_arguments() -> None:
         w4a16_matmul(torch.zeros(2, 64, dtype=torch.bfloat16, device=DEVICE), q, plant="typo")
 
 
-def test_pick_config_rounds_block_k_and_splits() -> None:
-    cfg = pick_config(1, 4096, 14336, interpreted=False, block=32)
+def test_pick_config_splits_k_from_the_shape(monkeypatch) -> None:
+    from swiglu_check.kernels.w4a16 import configs
+
+    monkeypatch.delenv(configs.TABLE_ENV, raising=False)
+    cfg = pick_config(1, 4096, 14336, interpreted=False, fmt="mxfp4")
     assert cfg.block_k % 32 == 0 and cfg.split_k >= 1
-    small = pick_config(1, 64, 64, interpreted=False, block=16)
+    small = pick_config(1, 64, 64, interpreted=False, fmt="nvfp4")
     assert small.split_k == 1  # K too short to split
     wide = GemmConfig(64, 16, 256, split_target=256)
     assert choose_split_k(wide, 16, 4096, 14336) == 4  # 64 programs -> 4 splits of 3584
@@ -152,16 +156,80 @@ def test_pick_config_rounds_block_k_and_splits() -> None:
     assert choose_split_k(GemmConfig(64, 16, 256), 16, 64, 1 << 20) == 1  # no target: no split
 
 
+def test_pick_config_takes_split_target_264_for_mxfp4_at_64_tokens(monkeypatch) -> None:
+    """The GEMM tables differ only in the M = 64 bucket's split target (configs.py: 132 for
+    NVFP4, 264 for MXFP4), which splits K in 4 instead of 2 where 64 programs cover N."""
+    from swiglu_check.kernels.w4a16 import configs
+
+    monkeypatch.delenv(configs.TABLE_ENV, raising=False)
+    assert set(configs.GPU_TABLES) == set(fp4.FORMATS)
+    for m in (1, 16):
+        assert pick_config(m, 4096, 4096, interpreted=False, fmt="nvfp4") == \
+            pick_config(m, 4096, 4096, interpreted=False, fmt="mxfp4")
+    nv, mx = (pick_config(64, 4096, 4096, interpreted=False, fmt=fmt) for fmt in ("nvfp4", "mxfp4"))
+    assert (nv.split_target, mx.split_target) == (132, 264)
+    assert (nv.split_k, mx.split_k) == (2, 4)  # 64 x 4096 x 4096: 64 programs of 64 features
+    assert replace(mx, split_target=132, split_k=2) == nv  # same tiles and recipe
+    assert (nv.block_m, nv.deq) == (64, 4)
+    # 64 x 14336 x 4096 (K 14336) splits like 4096 x 4096; 224 programs (N 14336) are past both targets
+    assert [pick_config(64, 4096, 14336, interpreted=False, fmt=f).split_k for f in ("nvfp4", "mxfp4")] == [2, 4]
+    assert [pick_config(64, 14336, 4096, interpreted=False, fmt=f).split_k for f in ("nvfp4", "mxfp4")] == [1, 1]
+    # the last bucket takes every larger M (16 x 64 programs: past 264, so no split)
+    assert pick_config(1000, 4096, 4096, interpreted=False, fmt="mxfp4") == replace(mx, split_k=1)
+
+
+def test_pick_config_interpreted_is_the_interpreter_config_for_both_formats() -> None:
+    from swiglu_check.kernels.w4a16.configs import INTERPRETER_CONFIG
+
+    for fmt in fp4.FORMATS:
+        assert pick_config(64, 4096, 4096, interpreted=True, fmt=fmt) == INTERPRETER_CONFIG
+
+
+@pytest.mark.parametrize("interpreted", [False, True])
+def test_pick_config_refuses_an_unknown_format_with_one_line(interpreted: bool) -> None:
+    with pytest.raises(ValueError) as caught:
+        pick_config(64, 4096, 4096, interpreted=interpreted, fmt="fp8")
+    assert "unknown FP4 format 'fp8'" in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_table_round_trips_through_json(tmp_path, monkeypatch) -> None:
+    """A list of rows overrides both formats' tables; block_k is rounded up to each
+    format's scale block (48 -> 48 for NVFP4, 64 for MXFP4)."""
     from swiglu_check.kernels.w4a16 import configs, tables
 
-    table = ((1, GemmConfig(16, 1, 512, num_warps=8, split_target=264)), (1 << 30, GemmConfig(128, 16, 128)))
+    table = ((1, GemmConfig(16, 1, 512, num_warps=8, split_target=264)), (1 << 30, GemmConfig(128, 16, 48)))
     path = tmp_path / "table.json"
     path.write_text(tables.table_json(table))
     assert tables.load_table(str(path), GemmConfig) == table
     monkeypatch.setenv(configs.TABLE_ENV, str(path))
-    assert pick_config(1, 4096, 4096, interpreted=False, block=16).block_n == 16
-    assert pick_config(7, 4096, 4096, interpreted=False, block=16).block_n == 128
+    for fmt in fp4.FORMATS:
+        assert pick_config(1, 4096, 4096, interpreted=False, fmt=fmt).block_n == 16
+        assert pick_config(7, 4096, 4096, interpreted=False, fmt=fmt).block_n == 128
+    assert pick_config(7, 4096, 4096, interpreted=False, fmt="nvfp4").block_k == 48
+    assert pick_config(7, 4096, 4096, interpreted=False, fmt="mxfp4").block_k == 64
+
+
+def test_tables_by_format_override_each_format(tmp_path, monkeypatch) -> None:
+    """The override file's object form replaces each format's table; the built-in tables
+    written that way (they differ, so as an object) pick what the built-in ones do."""
+    from swiglu_check.kernels.w4a16 import configs, tables
+
+    shapes = [(m, n, k) for m in (1, 16, 64, 200) for n, k in ((4096, 4096), (14336, 4096), (4096, 14336))]
+    monkeypatch.delenv(configs.TABLE_ENV, raising=False)
+    built_in = {(s, f): pick_config(*s, interpreted=False, fmt=f) for s in shapes for f in fp4.FORMATS}
+    path = tmp_path / "built-in.json"
+    path.write_text(tables.tables_json(configs.GPU_TABLES))
+    assert set(json.loads(path.read_text())) == set(fp4.FORMATS)
+    monkeypatch.setenv(configs.TABLE_ENV, str(path))
+    assert {(s, f): pick_config(*s, interpreted=False, fmt=f) for s in shapes for f in fp4.FORMATS} == built_in
+
+    narrow, wide = GemmConfig(32, 16, 128, deq=2), GemmConfig(128, 64, 256, deq=4, split_target=528)
+    path = tmp_path / "differ.json"
+    path.write_text(tables.tables_json({"nvfp4": ((1 << 30, narrow),), "mxfp4": ((16, narrow), (1 << 30, wide))}))
+    monkeypatch.setenv(configs.TABLE_ENV, str(path))
+    assert replace(pick_config(64, 4096, 4096, interpreted=False, fmt="nvfp4"), split_k=0) == narrow
+    assert replace(pick_config(64, 4096, 4096, interpreted=False, fmt="mxfp4"), split_k=0) == wide
+    assert replace(pick_config(16, 4096, 4096, interpreted=False, fmt="mxfp4"), split_k=0) == narrow
 
 
 def run_backend(backend, dtypes="bf16,fp16", shapes="16x96x128"):  # >= 2048 outputs to judge
@@ -229,7 +297,9 @@ def test_gpu_table_configs_are_exact(fmt: str, m: int) -> None:
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
 @pytest.mark.parametrize("deq", [None, 4])
 def test_gpu_planted_bugs_fail(plant: str, deq: int | None) -> None:
-    options = {} if deq is None else {"config": replace(pick_config(64, 1024, 4096, interpreted=False), deq=deq)}
+    # the NVFP4 table's M = 64 tiles for both formats (MXFP4's differ in the split target only)
+    options = {} if deq is None else {"config": replace(pick_config(64, 1024, 4096, interpreted=False, fmt="nvfp4"),
+                                                         deq=deq)}
     backend = gemm_backend(f"planted-{plant}", fp4.FORMATS, "planted bug", plant=plant, **options)
     report = run_backend(backend, shapes="16x4096x1024")
     assert [r.verdict for r in report.results] == ["FAIL"] * 4
@@ -243,7 +313,7 @@ def test_gpu_deq4_equals_deq2_bit_for_bit(fmt: str, m: int) -> None:
     order of the products: with the M = 64 table tiles its output is DEQ 2's, bit for bit."""
     for dtype in DTYPES.values():
         x, q, _ = make_problem(fmt, m, 4096, 1536, dtype, seed=m)
-        base = pick_config(m, 1536, 4096, interpreted=False, block=q.block)
+        base = pick_config(m, 1536, 4096, interpreted=False, fmt=fmt)
         y2, y4 = (w4a16_matmul(x, q, config=replace(base, deq=deq)) for deq in (2, 4))
         assert torch.equal(y2, y4)
 

@@ -485,7 +485,7 @@ def w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: GemmConfig | Non
         return y
     if k == 0:
         return y.zero_()
-    cfg = config or pick_config(m, n, k, interpreted=INTERPRETED, block=weight.block)
+    cfg = config or pick_config(m, n, k, interpreted=INTERPRETED, fmt=weight.format)
     launch(x, weight, y, cfg, plant)
     return y
 
