@@ -8,10 +8,15 @@
    bf16) check every config against an fp32 torch product and time it with each split
    of K (1, 2, 4, 8): CUDA-graph replays of back-to-back calls over weight sets rotated
    past the L2 (device time; on the lent H100 an eager launch costs ~30 us of host time).
-3. Per M bucket, pick the base config and split-K target with the best geometric-mean
-   slowdown against the per-case best over all six cases, and write the table.
+3. Per M bucket and format, pick the base config and split-K target with the best
+   geometric-mean slowdown against the per-case best over that format's three cases, and
+   write the tables (kernels/w4a16/tables.py `tables_json`): one list of rows when both
+   formats picked the same, else `{"nvfp4": [rows], "mxfp4": [rows]}`; either is a valid
+   SWIGLU_CHECK_W4A16_TABLE file. A bucket some format has no pick for is left out of
+   every table; a format not in `--formats` keeps the table in effect; with no bucket
+   left, no table is written and the script exits 1.
 `--deqs` sets the dequantization recipes of the tensor-core candidates.
-`--ab 2,4` tunes nothing: it times the table's config for each M with each recipe (same
+`--ab 2,4` tunes nothing: it times each format's table config for each M with each recipe (same
 tiles, same split of K) beside cuBLAS, checks each output against the fp32 product, and
 marks outputs that differ bit for bit from the first recipe's, one row per shape.
 `--dry-run` runs the script through the interpreter on a tiny shape (tests the script).
@@ -30,8 +35,11 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
+from typing import Any, NamedTuple
 
 import torch
+
+from swiglu_check.references.fp4 import FORMATS
 
 SHAPES = ((4096, 14336), (14336, 4096), (4096, 4096))  # (K, N)
 MS = (16, 1, 64)
@@ -194,6 +202,56 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.inf
 
 
+BUCKETS = ((1, 1), (16, 16), (64, 1 << 30))  # (M timed, largest M of its table bucket)
+
+
+class Pick(NamedTuple):
+    top: int  # largest M of the table bucket
+    config: Any  # GemmConfig with split_k 0 and the picked split target
+    slowdown: float  # geometric mean over `cases` of its time / the case's best
+    cases: tuple  # the (fmt, m, k, n) keys it was scored on
+
+
+def pick_bucket(bucket_m: int, keys: tuple[tuple, ...], cases: dict, times: dict, bases: dict) -> tuple[float, Any]:
+    """The base config (`bases`: label -> config) and split target with the best geometric-mean
+    slowdown against each case's best (`cases[key]["best_us"]`) over `keys` (`(fmt, m, k, n)`
+    of M = `bucket_m`), as `(slowdown, config with split_k 0)`; `(inf, None)` when no pair was
+    timed (`times[(*key, label, split)]`: us) on every case."""
+    from swiglu_check.kernels.w4a16.configs import choose_split_k
+
+    best_choice = (math.inf, None)
+    for label, base in bases.items():
+        if base.block_m not in block_ms(bucket_m):
+            continue
+        for target in SPLIT_TARGETS:
+            slowdowns = []
+            for fmt, m, k, n in keys:
+                split = choose_split_k(replace(base, split_target=target), m, n, k)
+                us = times.get((fmt, m, k, n, label, split))
+                if us is None:
+                    break
+                slowdowns.append(us / cases[(fmt, m, k, n)]["best_us"])
+            else:
+                score = geomean(slowdowns)
+                if slowdowns and score < best_choice[0]:
+                    best_choice = (score, replace(base, split_k=0, split_target=target))
+    return best_choice
+
+
+def pick_tables(cases: dict, times: dict, bases: dict, formats: list[str]) -> dict[str, tuple[Pick, ...]]:
+    """Per format, each M bucket's `pick_bucket` over that format's cases only; a bucket
+    where some format has no pick is left out of every format's table."""
+    picked: dict[str, list[Pick]] = {fmt: [] for fmt in formats}
+    for bucket_m, top in BUCKETS:
+        keys = {fmt: tuple(key for key in cases if key[:2] == (fmt, bucket_m) and cases[key]["best"])
+                for fmt in formats}
+        choices = {fmt: pick_bucket(bucket_m, keys[fmt], cases, times, bases) for fmt in formats}
+        if all(cfg is not None for _, cfg in choices.values()):
+            for fmt, (score, cfg) in choices.items():
+                picked[fmt].append(Pick(top, cfg, score, keys[fmt]))
+    return {fmt: tuple(rows) for fmt, rows in picked.items()}
+
+
 def main() -> int:
     global DEVICE, DRY, SHAPES, MS, DEQS
     parser = argparse.ArgumentParser()
@@ -208,14 +266,16 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="CPU interpreter, tiny shapes: tests the script")
     args = parser.parse_args()
     formats = args.formats.split(",")
+    if not set(formats) <= set(FORMATS):
+        parser.error(f"--formats {args.formats}: a comma-separated list of {', '.join(FORMATS)}")
     MS = tuple(int(v) for v in args.ms.split(",") if v)
     DEQS = tuple(int(v) for v in args.deqs.split(",") if v)
     if args.dry_run:
         DEVICE, DRY, SHAPES = "cpu", True, ((256, 64),)
 
     from swiglu_check.bench import copy_bandwidth
-    from swiglu_check.kernels.w4a16.configs import GemmConfig, choose_split_k
-    from swiglu_check.kernels.w4a16.tables import table_json
+    from swiglu_check.kernels.w4a16.configs import GPU_TABLES, TABLE_ENV, GemmConfig, choose_split_k
+    from swiglu_check.kernels.w4a16.tables import active_tables, tables_json
     from swiglu_check.kernels.w4a16.gemm import launch
     from swiglu_check.kinds.linear_w4a16 import fp4_bytes
 
@@ -291,43 +351,34 @@ def main() -> int:
     if wrong:
         print(f"{len(wrong)} (case, config) results WRONG, e.g. {wrong[:3]}")
 
-    # per M bucket: the base config and split target with the best geometric-mean slowdown
-    table = []
+    picked = pick_tables(cases, times, bases, formats)
     report = []
-    for bucket_m, top in ((1, 1), (16, 16), (64, 1 << 30)):
-        bucket_cases = [key for key in cases if key[1] == bucket_m and cases[key]["best"]]
-        best_choice = (math.inf, None)
-        for label, base in bases.items():
-            if base.block_m not in block_ms(bucket_m):
-                continue
-            for target in SPLIT_TARGETS:
-                slowdowns = []
-                for fmt, m, k, n in bucket_cases:
-                    split = choose_split_k(replace(base, split_target=target), m, n, k)
-                    us = times.get((fmt, m, k, n, label, split))
-                    if us is None:
-                        break
-                    slowdowns.append(us / cases[(fmt, m, k, n)]["best_us"])
-                else:
-                    score = geomean(slowdowns)
-                    if slowdowns and score < best_choice[0]:
-                        best_choice = (score, replace(base, split_k=0, split_target=target))
-        if best_choice[1] is None:
-            continue
-        table.append((top, best_choice[1]))
-        for fmt, m, k, n in bucket_cases:
-            cfg = best_choice[1]
-            split = choose_split_k(cfg, m, n, k)
-            us = times[(fmt, m, k, n, replace(cfg, split_k=1).label, split)]
-            case = cases[(fmt, m, k, n)]
-            report.append(f"{fmt:5s} {m:>3d}x{k}x{n:<5d} table {cfg.label}/t{cfg.split_target}->s{split}"
-                          f" {us:6.1f} us (best {case['best_us']:6.1f}) | cuBLAS {case['cublas_us']:6.1f} us"
-                          f" | x{case['cublas_us'] / us:4.2f} | floor {case['floor_us']:5.1f} us"
-                          f" | eager: W4 {case.get('best_eager_us', math.nan):5.1f} cuBLAS {case['cublas_eager_us']:5.1f} us")
-        print(f"bucket M<={top}: {best_choice[1]} (geomean slowdown {best_choice[0]:.3f})")
+    for fmt, picks in picked.items():
+        for top, cfg, score, keys in picks:
+            print(f"bucket M<={top} {fmt}: {cfg} (geomean slowdown {score:.3f})")
+            for key in keys:
+                m, k, n = key[1:]
+                split = choose_split_k(cfg, m, n, k)
+                us = times[(*key, replace(cfg, split_k=1).label, split)]
+                case = cases[key]
+                report.append(f"{fmt:5s} {m:>3d}x{k}x{n:<5d} table {cfg.label}/t{cfg.split_target}->s{split}"
+                              f" {us:6.1f} us (best {case['best_us']:6.1f}) | cuBLAS {case['cublas_us']:6.1f} us"
+                              f" | x{case['cublas_us'] / us:4.2f} | floor {case['floor_us']:5.1f} us"
+                              f" | eager: W4 {case.get('best_eager_us', math.nan):5.1f}"
+                              f" cuBLAS {case['cublas_eager_us']:5.1f} us")
+    table = None
+    if any(picked.values()):
+        in_effect = active_tables(TABLE_ENV, GPU_TABLES, GemmConfig)  # for the formats not tuned
+        by_format = {fmt: tuple((p.top, p.config) for p in picked[fmt]) if fmt in picked else in_effect[fmt]
+                     for fmt in GPU_TABLES}
+        for fmt in (fmt for fmt in GPU_TABLES if fmt not in picked):
+            print(f"{fmt} was not tuned (--formats): the table file keeps its table in effect")
+        table = tables_json(by_format)
+        with open(args.table, "w") as f:
+            f.write(table)
+    else:
+        print(f"no M bucket has a pick for every format: {args.table} not written")
 
-    with open(args.table, "w") as f:
-        f.write(table_json(tuple(table)))
     with open(args.out, "w") as f:
         json.dump({"device": name, "copy_gbps": copy_bps / 1e9,
                    "cases": {"/".join(map(str, key)): value for key, value in cases.items()},
@@ -335,11 +386,11 @@ def main() -> int:
                    "compile_errors": {f"{a}/{b}": e for (a, b), e in compile_errors.items()},
                    "wrong": wrong}, f)
     print("\n==== tune summary (bf16, device time from CUDA-graph replays) ====")
-    print(table_json(tuple(table)))
+    print(table or "(no table written)\n", end="")
     for line in report:
         print(line)
     print(f"tuning took {time.time() - t0:.0f} s")
-    return 0
+    return 0 if table else 1
 
 
 if __name__ == "__main__":

@@ -226,6 +226,50 @@ def test_moe_tuner_writes_a_table_per_format_only_when_the_picks_differ(tmp_path
     assert tables.load_table(str(path), MoeConfig, TABLE_KEY) == picked["nvfp4"]
 
 
+def test_gemm_tuner_picks_each_formats_split_target_from_its_own_cases(tmp_path) -> None:
+    """tune_w4a16.pick_tables: per format, the (config, split target) with the best geometric-
+    mean slowdown over that format's cases; the tables written as one list when they agree."""
+    from dataclasses import replace
+
+    from swiglu_check.kernels.w4a16 import tables
+    from swiglu_check.kernels.w4a16.configs import GPU_TABLES, GemmConfig
+
+    tuner = _load("tune_w4a16")
+    base = GemmConfig(64, 64, 256, 1, 4, 3, 4)
+    # made-up us per split of K, shaped like session 8's M = 64 data: (K, N) -> {split: us};
+    # 4096 x 14336 has 224 programs (split 1 up to target 264), the others 64 (132: 2, 264: 4)
+    split_us = {"nvfp4": {(4096, 14336): {1: 44.0, 2: 46.0, 4: 50.0},
+                          (14336, 4096): {1: 60.0, 2: 38.0, 4: 39.0, 8: 42.0},
+                          (4096, 4096): {1: 25.0, 2: 15.8, 4: 16.5, 8: 18.0}},
+                "mxfp4": {(4096, 14336): {1: 34.4, 2: 36.0, 4: 40.0},
+                          (14336, 4096): {1: 58.0, 2: 39.6, 4: 35.1, 8: 40.0},
+                          (4096, 4096): {1: 24.0, 2: 15.7, 4: 15.1, 8: 17.0}}}
+
+    def tune(split_us: dict) -> dict:
+        cases, times = {}, {}
+        for fmt, shapes in split_us.items():
+            for (k, n), by_split in shapes.items():
+                cases[(fmt, 64, k, n)] = {"best_us": min(by_split.values()), "best": base.label}
+                times.update({(fmt, 64, k, n, base.label, split): us for split, us in by_split.items()})
+        small = replace(base, block_m=16)  # M = 16 timed for NVFP4 only: that bucket is left out of both
+        cases[("nvfp4", 16, 4096, 4096)] = {"best_us": 10.0, "best": small.label}
+        times[("nvfp4", 16, 4096, 4096, small.label, 1)] = 10.0
+        picked = tuner.pick_tables(cases, times, {c.label: c for c in (base, small)}, ["nvfp4", "mxfp4"])
+        assert [p.cases for p in picked["mxfp4"]] == [tuple(key for key in cases if key[:2] == ("mxfp4", 64))]
+        return {fmt: tuple((p.top, p.config) for p in picks) for fmt, picks in picked.items()}
+
+    picked = tune(split_us)
+    pick = replace(base, split_k=0, split_target=132)
+    assert picked == {"nvfp4": ((1 << 30, pick),), "mxfp4": ((1 << 30, replace(pick, split_target=264)),)}
+    path = tmp_path / "differ.json"
+    path.write_text(tables.tables_json(picked))
+    assert tables.load_tables(str(path), GemmConfig, tuple(GPU_TABLES)) == picked
+
+    picked = tune({"nvfp4": split_us["nvfp4"], "mxfp4": split_us["nvfp4"]})  # same times: same pick
+    assert picked == {"nvfp4": ((1 << 30, pick),), "mxfp4": ((1 << 30, pick),)}
+    assert isinstance(json.loads(tables.tables_json(picked)), list)
+
+
 def test_ncu_stalls_totals_reasons_and_ranks_instructions(tmp_path) -> None:
     header = ["Address", "Source", "Warp Stall Sampling (All Samples)", "Instructions Executed",
               "stall_long_sb", "stall_wait", "stall_long_sb (Not Issued)"]

@@ -353,6 +353,47 @@ def test_tuner_ab_runs_both_recipes_through_the_interpreter() -> None:
     assert "!=" not in line and "WRONG" not in line, line
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run uses the interpreter (no CUDA device)")
+def test_tuner_dry_run_writes_an_override_file_keeping_untuned_formats(tmp_path) -> None:
+    """`scripts/tune_w4a16.py --dry-run --formats mxfp4`: the table file is a valid override
+    (`tables.load_tables`): MXFP4's picks for the buckets timed, NVFP4's built-in table."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from swiglu_check.kernels.w4a16 import configs, tables
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tune_w4a16.py"
+    table = tmp_path / "table.json"
+    env = {k: v for k, v in os.environ.items() if k != configs.TABLE_ENV}
+    done = subprocess.run([sys.executable, str(script), "--dry-run", "--formats", "mxfp4", "--ms", "16,64",
+                           "--out", str(tmp_path / "tune.json"), "--table", str(table)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "nvfp4 was not tuned" in done.stdout
+    loaded = tables.load_tables(str(table), GemmConfig, tuple(configs.GPU_TABLES))
+    assert loaded["nvfp4"] == configs.GPU_TABLES["nvfp4"]
+    assert [(top, cfg.block_m, cfg.split_k) for top, cfg in loaded["mxfp4"]] == [(16, 16, 0), (1 << 30, 64, 0)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run uses the interpreter (no CUDA device)")
+def test_tuner_writes_no_table_and_exits_1_when_no_bucket_has_both_formats(tmp_path) -> None:
+    """A budget spent before MXFP4's first case leaves no bucket timed for both formats: no
+    table file (an empty one would break every later pick_config), exit 1."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tune_w4a16.py"
+    table = tmp_path / "table.json"
+    done = subprocess.run([sys.executable, str(script), "--dry-run", "--ms", "16", "--budget-s", "0",
+                           "--out", str(tmp_path / "tune.json"), "--table", str(table)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "no M bucket has a pick for every format" in done.stdout and not table.exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the interpreter set-up (no CUDA device)")
 def test_interpreter_works_when_triton_was_imported_first() -> None:
     """torch.compile imports Triton before our module sets TRITON_INTERPRET: Triton's own
