@@ -1,4 +1,4 @@
-"""Tune the W4A16 GEMM on a GPU and write the tile table (kernels/w4a16/configs.py).
+"""Tune the W4A16 GEMM on a GPU and write its tile tables (kernels/w4a16/configs.py).
 
     python3 scripts/tune_w4a16.py --out $OUT/tune.json --table $OUT/table.json [--budget-s 200]
 

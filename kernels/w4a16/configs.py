@@ -1,4 +1,4 @@
-"""Tile configurations of the W4A16 GEMM, picked per M bucket (no Triton import here).
+"""Tile configurations of the W4A16 GEMM, per weight format and M bucket (no Triton import here).
 
 `block_m == 1` selects the GEMV kernel (CUDA cores, one token per program); larger
 values the tensor-core kernel, which computes the transposed tile `W_tile @ x_tile^T`

@@ -11,7 +11,7 @@ if [ "${W4A16_TUNE:-0}" = "1" ]; then
     --budget-s "${W4A16_TUNE_BUDGET:-200}" > "$SCRATCH/w4a16-tune.log" 2>&1 || rc=1
   grep -E "^(device|precompiled|copy|nvfp4|mxfp4|bucket)" "$SCRATCH/w4a16-tune.log"
   sed -n '/==== tune summary/,$p' "$SCRATCH/w4a16-tune.log" | tee -a "$SUMMARY"
-  # the rest of this part runs on the freshly tuned table (kernels/w4a16/configs.py, TABLE_ENV)
+  # the rest of this part runs on the freshly tuned tables (kernels/w4a16/configs.py, TABLE_ENV)
   [ -s "$SCRATCH/w4a16-table.json" ] && export SWIGLU_CHECK_W4A16_TABLE="$SCRATCH/w4a16-table.json"
 fi
 # the CUDA C++ GEMM: build (timed), then its GPU tests with the Triton GEMM's
