@@ -108,7 +108,10 @@ def main() -> int:
         for cfg in configs:
             # at this M a wider token-tile limit may launch the very kernel of the default
             # one (M <= 16): time it once, under both labels
-            twin = dataclasses.replace(cfg, token_tiles=2)
+            try:
+                twin = dataclasses.replace(cfg, token_tiles=2)
+            except ValueError:  # a config whose kernels exist for other token tiles only: no twin
+                twin = cfg
             if (cfg.token_tiles != 2 and twin.label in per_config
                     and cuda_gemm.token_tiles(m, cfg.token_tiles) == cuda_gemm.token_tiles(m)):
                 per_config[cfg.label] = per_config[twin.label]
