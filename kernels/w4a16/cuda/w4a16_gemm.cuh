@@ -329,7 +329,10 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   static_assert(S >= 2, "the ring needs two stages at least");
   static_assert(kWarps % KW == 0, "the CTA's warps split into KW warps along K per row group");
   constexpr int kRowWarps = kWarps / KW;  // row groups per CTA
-  extern __shared__ uint4 smem[];  // gemm_shared_bytes (w4a16_gemm.h): the warps' rings, then x
+  // gemm_shared_bytes (w4a16_gemm.h): the warps' rings, then x. 128-byte aligned: the static
+  // `is_last` below comes first, and a ring 16 bytes off the 128-byte grid of its global
+  // source made ncu count 2x the L2 sectors and 3x the shared-memory wavefronts per weight copy
+  extern __shared__ __align__(128) uint4 smem[];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int kw = warp % KW;  // this warp's share of the CTA's K range: chunks kw, kw + KW, ...
