@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from swiglu_check import api
 from swiglu_check.backends import REGISTRY
 from swiglu_check.cli import cli
-from swiglu_check.kernels.w4a16 import cuda_gemm
+from swiglu_check.kernels.w4a16 import cuda_gemm, tables
 from swiglu_check.kernels.w4a16.backends import gemm_backend
 from swiglu_check.kinds.linear_w4a16 import random_fp4_weight
 from swiglu_check.kinds.w4a16_common import ideal_output
@@ -285,6 +285,21 @@ def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
         cuda_gemm.CudaGemmConfig(**bad)
+
+
+def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MXFP4 takes four warps along K at M = 1 (session 9's measurements), NVFP4 the per-shape
+    pick; the other buckets are shared; an override list applies to both formats."""
+    assert cuda_gemm.pick_config(1, "mxfp4").k_warps == 4
+    assert cuda_gemm.pick_config(1, "nvfp4").k_warps == cuda_gemm.AUTO_K_WARPS
+    for m in (2, 16, 64, 300):
+        assert cuda_gemm.pick_config(m, "nvfp4") == cuda_gemm.pick_config(m, "mxfp4")
+    with pytest.raises(ValueError, match="format"):
+        cuda_gemm.pick_config(1, "int4")
+    path = tmp_path / "cuda-table.json"
+    path.write_text(tables.table_json(((1 << 30, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=2)),)))
+    monkeypatch.setenv(cuda_gemm.TABLE_ENV, str(path))
+    assert cuda_gemm.pick_config(1, "nvfp4").k_warps == cuda_gemm.pick_config(1, "mxfp4").k_warps == 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from swiglu_check.kernels.cuda.build import BuildError, Extension, toolchain_problem
-from swiglu_check.references.fp4 import FP4Weight
+from swiglu_check.references.fp4 import FP4Weight, check_format
 
 from . import tables
 
@@ -260,8 +260,9 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
     return split if config.x_ring else max(split, min_split_for_x(m, k))
 
 
-# (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such a table as JSON
-# and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces this one.
+# Per weight format, (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such
+# a table as JSON and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces these (one list of rows
+# for both formats, or {"nvfp4": [rows], "mxfp4": [rows]}: tables.active_tables).
 # Measured on the H100 (2026-11-22, sessions 6 and 7: scripts/tune_w4a16_cuda.py, CUDA-graph
 # device time, the config with the smallest geometric mean over the bench shapes of each M;
 # kernels/w4a16/NOTES.md). The tiled layout won every shape; x through the CTA's ring won
@@ -270,17 +271,23 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 # four) and four at N = 4096 (16.2 against 20.4 at K = 14336): k_warps 0 picks per shape
 # (resolve_k_warps). 32 or 64 tokens per CTA (token_tiles 4, 8) won single shapes at M = 32
 # and 64 but not the M = 64 geometric mean.
-GPU_TABLE: tuple[tuple[int, CudaGemmConfig], ...] = (
-    (1, CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=2, stages=4, tiled=True)),
-    (16, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)),
-    (1 << 30, CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True, x_ring=True)),
-)
+# Session 9, after the shared memory was aligned (calls 15-17, 1x4096x14336, one warp / two /
+# four along K): NVFP4 14.4-14.7 / 14.4-14.6 / 14.7-15.0 us, MXFP4 15.8-16.0 / 15.2-15.3 /
+# 14.7-14.9; four won the other M = 1 shapes for both formats. So MXFP4 takes four at M = 1
+# and NVFP4 keeps the per-shape pick.
+_M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=2, stages=4, tiled=True)
+_M16 = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
+_M64 = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True, x_ring=True)
+GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {
+    "nvfp4": ((1, _M1), (16, _M16), (1 << 30, _M64)),
+    "mxfp4": ((1, dataclasses.replace(_M1, k_warps=4)), (16, _M16), (1 << 30, _M64)),
+}
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
 
-def pick_config(m: int) -> CudaGemmConfig:
-    """The launch configuration for M tokens, from the table."""
-    return tables.pick(tables.active_table(TABLE_ENV, GPU_TABLE, CudaGemmConfig), m)
+def pick_config(m: int, fmt: str) -> CudaGemmConfig:
+    """The launch configuration for M tokens on weights of format `fmt`, from its table."""
+    return tables.pick(tables.active_tables(TABLE_ENV, GPU_TABLES, CudaGemmConfig)[check_format(fmt)], m)
 
 
 def availability() -> tuple[bool, str]:
@@ -337,7 +344,7 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return y
-    cfg = config or pick_config(m)
+    cfg = config or pick_config(m, weight.format)
     if plant is not None:  # plants: R = 1 only
         cfg = dataclasses.replace(cfg, rows_per_warp=1)
     sms = _sm_count(x.device)
@@ -408,7 +415,7 @@ def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Ten
     if rows == 0 or n == 0:
         return y
     sms = _sm_count(x.device)
-    cfg = resolve_k_warps(config or pick_config(1), 1, n, sms, batches=rows)
+    cfg = resolve_k_warps(config or pick_config(1, weight.format), 1, n, sms, batches=rows)
     split = choose_split_k(1, n, k, cfg, sms, batches=rows)
     _launch(x, weight, y, 1, cfg, split, row_expert.reshape(-1).to(torch.int32).contiguous(), row_weight, 0)
     return y
