@@ -93,7 +93,7 @@ def pick_config(m: int, n: int, k: int, *, interpreted: bool, fmt: str) -> GemmC
     if interpreted:
         config = INTERPRETER_CONFIG
     else:
-        config = tables.pick(tables.active_tables(TABLE_ENV, GPU_TABLES, GemmConfig)[fmt], m)
+        config = tables.pick_by_format(TABLE_ENV, GPU_TABLES, GemmConfig, fmt, m)
     if config.block_k % block:
         config = replace(config, block_k=_cdiv(config.block_k, block) * block)
     if config.split_k == 0:

@@ -287,7 +287,7 @@ TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
 def pick_config(m: int, fmt: str) -> CudaGemmConfig:
     """The launch configuration for M tokens on weights of format `fmt`, from its table."""
-    return tables.pick(tables.active_tables(TABLE_ENV, GPU_TABLES, CudaGemmConfig)[check_format(fmt)], m)
+    return tables.pick_by_format(TABLE_ENV, GPU_TABLES, CudaGemmConfig, check_format(fmt), m)
 
 
 def availability() -> tuple[bool, str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from swiglu_check.ops import OpSpec, validate_limit
-from swiglu_check.references.fp4 import FP4Weight
+from swiglu_check.references.fp4 import FP4Weight, check_format
 
 from . import tables
 from .gemm import (  # noqa: F401  (triton is imported there, after the interpreter set-up)
@@ -79,11 +79,10 @@ TABLE_KEY = "t_max"  # buckets by token count (tables.table_json)
 
 def pick_config(tokens: int, fmt: str) -> MoeConfig:
     """The launch config for `tokens` tokens on weights of format `fmt` (nvfp4 or mxfp4)."""
-    if fmt not in GPU_TABLES:
-        raise ValueError(f"unknown FP4 format {fmt!r}; choose from {', '.join(GPU_TABLES)}")
+    check_format(fmt)
     if INTERPRETED:
         return INTERPRETER_CONFIG
-    return tables.pick(tables.active_tables(TABLE_ENV, GPU_TABLES, MoeConfig, key=TABLE_KEY)[fmt], tokens)
+    return tables.pick_by_format(TABLE_ENV, GPU_TABLES, MoeConfig, fmt, tokens, key=TABLE_KEY)
 
 
 @triton.jit

@@ -123,3 +123,10 @@ def active_tables(env: str, defaults: Mapping[str, tuple[tuple[int, C], ...]], c
 def pick(table: tuple[tuple[int, C], ...], size: int) -> C:
     """The config of the first bucket that holds `size` (the last one past the end)."""
     return next((cfg for top, cfg in table if size <= top), table[-1][1])
+
+
+def pick_by_format(env: str, defaults: Mapping[str, tuple[tuple[int, C], ...]], config_type: type[C], fmt: str,
+                   size: int, key: str = "m_max") -> C:
+    """`pick` from format `fmt`'s table in effect: `defaults[fmt]`, or the override file's
+    (`active_tables`). The caller checks `fmt`."""
+    return pick(active_tables(env, defaults, config_type, key)[fmt], size)
