@@ -401,6 +401,19 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // The weights of `chunk` into ring stage `stage` (zeros for a lane segment past K, in a
   // partial last chunk; the tiled layout holds those zeros). Each lane copies, and later
   // reads, only its own pieces.
+  // Tiled layout: the copies of successive steps read successive chunks of each tile, so a
+  // running pointer per tile (this lane's 16 bytes of the next chunk to copy) replaces the
+  // 64-bit address arithmetic of chunk * chunk_stride at every step; `advance` moves it on.
+  const uint8_t* w_next[R] = {};
+  const int64_t w_step = static_cast<int64_t>(KW) * p.chunk_stride;
+  if constexpr (TL) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) w_next[r] = w_tile[r] + static_cast<int64_t>(chunk_at(0)) * p.chunk_stride + lane * 16;
+  }
+  auto advance = [&]() {
+#pragma unroll
+    for (int r = 0; r < R; ++r) w_next[r] += w_step;
+  };
   auto copy_weights = [&](int stage, int chunk) {
     const bool valid = chunk * kChunk + 32 * c + 32 <= p.K;
 #pragma unroll
@@ -408,7 +421,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         uint8_t* const to = ring + stage * kStageBytes + ((r * 2 + h) * 32 + lane) * 16;
-        if constexpr (TL) copy_async(to, w_tile[r] + chunk * p.chunk_stride + (h * 32 + lane) * 16, true);
+        if constexpr (TL) copy_async(to, w_next[r] + h * 32 * 16, true);
         else copy_async(to, w_row[r][h] + (valid ? chunk * (kChunk / 2) : 0), valid);
       }
   };
@@ -422,8 +435,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
       if (lane < kScaleBytes) {
 #pragma unroll
         for (int r = 0; r < R; ++r)
-          copy_async(to + r * 16 * kScaleBytes + lane * 16, w_tile[r] + chunk * p.chunk_stride + kWeightTileBytes + lane * 16,
-                     true);
+          copy_async(to + r * 16 * kScaleBytes + lane * 16, w_next[r] + kWeightTileBytes, true);
       }
     } else if (lane < 16) {
 #pragma unroll
@@ -433,18 +445,27 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // XR: the tokens' x over step n's chunks (one per part kw) into x ring stage `stage`, split
   // over the CTA's threads: 8-element pieces at [part][token] + (w, c) as in the staged
   // slice (w4a16_gemm.h: x_ring_token_bytes), zeros past K.
+  // A thread copies the same 8-element group of every chunk, for tokens x_token0, + 8, + 16, ...
+  // (the CTA's 128 threads over 16 groups per token): its source and destination offsets
+  // are set once here, and a step adds only the chunk.
+  constexpr int kXTokenStep = kWarps * 32 / 16;
+  const int x_piece = threadIdx.x & 15;  // elements 32c + 8w: lane c = group / 4, word w = group % 4
+  const int x_token0 = threadIdx.x >> 4;
+  const T* const x_src = static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + x_token0) * p.x_stride + 8 * x_piece;
+  const int64_t x_src_step = kXTokenStep * p.x_stride;  // elements between a thread's tokens
+  const int x_dst = x_token0 * x_ring_token_bytes() + (x_piece & 3) * 64 + (x_piece >> 2) * 16;
   auto copy_x = [&](int stage, int n) {
 #pragma unroll 1
     for (int part = 0; part < KW; ++part) {  // (unrolled, KW = 4 spills under the 64-register cap)
       const int chunk = chunk_begin + part + n * KW;
       if (chunk >= chunk_end) break;
-      uint8_t* const to = x_smem + stage * x_stage_bytes + part * x_tokens * x_ring_token_bytes();
-      for (int i = threadIdx.x; i < tokens * 16; i += kWarps * 32) {  // no division: t = i / 16
-        const int t = i >> 4;
-        const int group = i & 15;  // 8 elements 32c + 8w: lane c = group / 4, word w = group % 4
-        const int k = chunk * kChunk + 8 * group;
-        const bool valid = k < p.K;
-        copy_async_l1<16>(to + t * x_ring_token_bytes() + (group & 3) * 64 + (group >> 2) * 16, x_at(t, k), valid);
+      uint8_t* to = x_smem + stage * x_stage_bytes + part * x_tokens * x_ring_token_bytes() + x_dst;
+      const bool valid = chunk * kChunk + 8 * x_piece < p.K;
+      const T* from = x_src + (valid ? chunk * kChunk : -8 * x_piece);  // past K: element 0 of the row (zero-filled)
+      for (int t = x_token0; t < tokens; t += kXTokenStep) {
+        copy_async_l1<16>(to, from, valid);
+        to += kXTokenStep * x_ring_token_bytes();
+        from += x_src_step;
       }
     }
   };
@@ -495,6 +516,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     if (i < steps) {
       copy_weights(i, chunk_at(i));
       copy_scales(i, chunk_at(i));
+      advance();
     }
     if constexpr (XR) {
       if (i < cta_steps) copy_x(i, i);
@@ -607,7 +629,10 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
         } else {
           __syncwarp();
         }
-        if (ahead) copy_scales((i + kAhead) % S, chunk_at(step + kAhead));
+        if (ahead) {
+          copy_scales((i + kAhead) % S, chunk_at(step + kAhead));
+          advance();
+        }
         if constexpr (XR) {
           if (step + kAhead < cta_steps) copy_x((i + kAhead) % S, step + kAhead);
         }
