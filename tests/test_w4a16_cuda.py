@@ -107,9 +107,9 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     assert cuda_gemm.choose_split_k(1, 4096, 14336, narrow, 132) == 2
 
 
-def test_auto_k_warps_take_the_fewest_that_give_every_sm_a_cta() -> None:
-    auto = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=0, tiled=True)
-    assert auto.label == "r1k0c4s0p4t"
+def test_auto_k_warps_take_the_fewest_that_give_every_sm_ctas_per_sm_ctas() -> None:
+    auto = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=0, ctas_per_sm=1, tiled=True)
+    assert auto.label == "r1k0c1s0p4t"
     with pytest.raises(ValueError, match="resolve_k_warps"):
         _ = auto.rows_per_cta
     # 14336 rows / 64 per CTA = 224 CTAs >= 132 SMs: one warp along K
@@ -122,6 +122,11 @@ def test_auto_k_warps_take_the_fewest_that_give_every_sm_a_cta() -> None:
     assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=6).k_warps == 1
     # too small for any: the most warps along K
     assert cuda_gemm.resolve_k_warps(auto, 1, 64, 132).k_warps == 4
+    # two CTAs per SM: 224 CTAs with one warp fall short of 264, 448 with two do not
+    two = dataclasses.replace(auto, ctas_per_sm=2)
+    assert cuda_gemm.resolve_k_warps(two, 1, 14336, 132).k_warps == 2
+    assert cuda_gemm.resolve_k_warps(two, 1, 4096, 132).k_warps == 4
+    assert cuda_gemm.resolve_k_warps(two, 1, 2048, 132, batches=6).k_warps == 2
     fixed = cuda_gemm.CudaGemmConfig(k_warps=2)
     assert cuda_gemm.resolve_k_warps(fixed, 1, 64, 132) is fixed
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
@@ -288,10 +293,12 @@ def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
 
 
 def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """MXFP4 takes four warps along K at M = 1 (session 9's measurements), NVFP4 the per-shape
-    pick; the other buckets are shared; an override list applies to both formats."""
-    assert cuda_gemm.pick_config(1, "mxfp4").k_warps == 4
+    """At M = 1 both formats pick warps along K per shape, MXFP4 aiming at two CTAs per SM and
+    NVFP4 at one (session 10's measurements); the other buckets are shared; an override list
+    applies to both formats."""
+    assert cuda_gemm.pick_config(1, "mxfp4").k_warps == cuda_gemm.AUTO_K_WARPS
     assert cuda_gemm.pick_config(1, "nvfp4").k_warps == cuda_gemm.AUTO_K_WARPS
+    assert (cuda_gemm.pick_config(1, "mxfp4").ctas_per_sm, cuda_gemm.pick_config(1, "nvfp4").ctas_per_sm) == (2, 1)
     for m in (2, 16, 64, 300):
         assert cuda_gemm.pick_config(m, "nvfp4") == cuda_gemm.pick_config(m, "mxfp4")
     with pytest.raises(ValueError, match="format"):

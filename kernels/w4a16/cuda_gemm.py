@@ -109,16 +109,18 @@ def output_tiles(m: int, n: int, rows_per_cta: int, max_tiles: int = 2) -> int:
 
 def resolve_k_warps(config: CudaGemmConfig, m: int, n: int, sms: int, batches: int = 1) -> CudaGemmConfig:
     """`config` with k_warps 0 (auto) replaced by the fewest warps along K (1, 2, 4) whose
-    CTAs over the problem (`batches` GEMMs of M x N, no split of K) number at least one per
-    SM, or 4. Fewer warps along K give each warp longer runs of weights and no sums between
-    warps; more give small N enough CTAs without split-K (H100, session 7's tuner: 1 x
-    4096 x 14336 15.6 us with 1 and 17.3 with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2
-    with 4)."""
+    CTAs over the problem (`batches` GEMMs of M x N, no split of K) number at least
+    `ctas_per_sm` per SM (the same aim as the split of K), or 4. Fewer warps along K give
+    each warp longer runs of weights and no sums between warps; more give small N enough
+    CTAs without split-K (H100, session 7's tuner: 1 x 4096 x 14336 15.6 us with 1 and 17.3
+    with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2 with 4). Session 10: MXFP4, whose decode
+    is longer, wants two CTAs per SM at 1 x 4096 x 14336 (two warps 14.5 us, one or four
+    15.1-15.2), NVFP4 one (one warp 13.9, two 14.5)."""
     if config.k_warps != AUTO_K_WARPS:
         return config
     for k_warps in K_WARPS:
         resolved = dataclasses.replace(config, k_warps=k_warps)
-        if output_tiles(m, n, resolved.rows_per_cta, config.token_tiles) * batches >= sms:
+        if output_tiles(m, n, resolved.rows_per_cta, config.token_tiles) * batches >= config.ctas_per_sm * sms:
             return resolved
     return resolved
 
@@ -275,12 +277,16 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 # four along K): NVFP4 14.4-14.7 / 14.4-14.6 / 14.7-15.0 us, MXFP4 15.8-16.0 / 15.2-15.3 /
 # 14.7-14.9; four won the other M = 1 shapes for both formats. So MXFP4 takes four at M = 1
 # and NVFP4 keeps the per-shape pick.
-_M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=2, stages=4, tiled=True)
+# Session 10 (call 2; the auto k_warps now aims at ctas_per_sm CTAs per SM): at 1 x 4096 x
+# 14336 NVFP4 one warp along K 13.9 us, two 14.5; MXFP4 two 14.5, four 15.2. So NVFP4 aims
+# at one CTA per SM (one warp at N = 14336, four at N = 4096: the launches of before) and
+# MXFP4 at two (two warps at N = 14336, four at N = 4096). Neither splits K at the bench shapes.
+_M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stages=4, tiled=True)
 _M16 = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
 _M64 = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True, x_ring=True)
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {
     "nvfp4": ((1, _M1), (16, _M16), (1 << 30, _M64)),
-    "mxfp4": ((1, dataclasses.replace(_M1, k_warps=4)), (16, _M16), (1 << 30, _M64)),
+    "mxfp4": ((1, dataclasses.replace(_M1, ctas_per_sm=2)), (16, _M16), (1 << 30, _M64)),
 }
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 

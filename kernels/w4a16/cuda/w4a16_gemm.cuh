@@ -389,14 +389,20 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     return static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (k < p.K ? k : 0);
   };
 
-  // (one accumulator per tile: two chains of 4 MMAs per chunk measured the same, 18.0 vs 18.1 us)
+  // Two accumulator chains per (tile, token tile): the MMAs of even words into acc, of odd
+  // words into acc_odd, so a chunk's 8 MMAs per accumulator are two dependent chains of 4
+  // (summed once at the end). H100, session 10: 1x4096x14336 NVFP4 14.4-14.7 -> 13.9 us,
+  // 16x4096x14336 19.4-19.7 -> 19.1. (Session 9 split by k16 step within a word instead: no
+  // gain.) Not where the registers would spill (R * MT = 16).
+  constexpr bool kTwoChains = R * MT <= 8;
   float acc[R][MT][4];
+  float acc_odd[R][MT][4];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int j = 0; j < MT; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[r][j][i] = 0.0f;
+      for (int i = 0; i < 4; ++i) acc[r][j][i] = acc_odd[r][j][i] = 0.0f;
 
   // The weights of `chunk` into ring stage `stage` (zeros for a lane segment past K, in a
   // partial last chunk; the tiled layout holds those zeros). Each lane copies, and later
@@ -606,7 +612,8 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
             const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
 #pragma unroll
             for (int j = 0; j < MT; ++j)
-              Act<T>::mma(acc[r][j], a, t == 0 ? bx[j].x : bx[j].z, t == 0 ? bx[j].y : bx[j].w);
+              Act<T>::mma(kTwoChains && (w & 1) ? acc_odd[r][j] : acc[r][j], a, t == 0 ? bx[j].x : bx[j].z,
+                          t == 0 ? bx[j].y : bx[j].w);
           }
         }
       }
@@ -650,6 +657,14 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
     }
   }
   wait_async<0>();  // no copy may be in flight when the CTA exits (nor when the ring is reused below)
+  if constexpr (kTwoChains) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[r][j][i] += acc_odd[r][j][i];
+  }
 
   // The KW warps of a row group summed in warp order through shared memory (the rings are
   // free now): warp kw > 0 leaves its sums, the group's first warp adds them and stores.
