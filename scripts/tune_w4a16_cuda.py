@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--shapes", default="", help="MxKxN,... (default: the bench shapes)")
     parser.add_argument("--table", help="write the best config per M bucket here (JSON, for SWIGLU_CHECK_W4A16_CUDA_TABLE)")
     parser.add_argument("--rows", default="1,2", help="rows_per_warp values (16-row tiles per warp)")
-    parser.add_argument("--k-warps", default="1,2,4", help="k_warps values (warps of a CTA along K)")
+    parser.add_argument("--k-warps", default="1,2,4,8", help="k_warps values (warps of a CTA along K)")
     parser.add_argument("--ctas", default="2,4,8", help="ctas_per_sm values (the split-K aim)")
     parser.add_argument("--stages", default="4", help="ring stages")
     parser.add_argument("--tiled", default="1", help="weight layouts: 0 rows, 1 tiled")

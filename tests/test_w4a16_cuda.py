@@ -34,9 +34,9 @@ from test_cuda_compile import NVCC, _start_binding_check, _start_nvcc
 COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, both formats
 # per source and token tile count (1, 2), three x and weight paths (rows layout with x staged
 # per CTA; tiled layout with x staged or in the CTA's ring), each ((rows per warp 1, 2) + the
-# 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4), 4 ring stages;
+# 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4, 8), 4 ring stages;
 # then token tiles 4 and 8 with the x ring and one warp along K only
-KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 3 + 2 * (2 + 3)
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_extension_lists_every_source_that_exists() -> None:
 
 
 def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
-    cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=2, ctas_per_sm=4)
+    cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2, ctas_per_sm=4)  # 4 row groups of 32 rows
     # 4096 rows / 128 per CTA = 32 tiles; 132 SMs x 4 = 528 CTAs -> split 16 (32 x 16 = 512)
     assert cuda_gemm.choose_split_k(1, 4096, 14336, cfg, 132) == 16
     # 14336 rows: 112 tiles -> split 4 (448 CTAs) at M = 8; 16 tokens' x over K / 4 would
@@ -99,9 +99,10 @@ def test_split_k_fills_the_gpu_without_starving_a_split() -> None:
     assert cuda_gemm.choose_split_k(1, 4096, 4096, cuda_gemm.CudaGemmConfig(split_k=3), 132) == 3
     assert cuda_gemm.output_tiles(100, 1000, 64) == 16 * 7
     assert cuda_gemm.output_tiles(8, 1000, 128) == 8
-    # four warps along K: a CTA covers 16 rows (r1) or 32 (r2), four times the tiles
-    narrow = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, ctas_per_sm=4)
-    assert narrow.rows_per_cta == 16 and cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2).rows_per_cta == 64
+    # eight warps along K: a CTA covers 16 rows (r1) or 32 (r2), eight times the tiles
+    narrow = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, ctas_per_sm=4)
+    assert narrow.rows_per_cta == 16 and cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=4).rows_per_cta == 64
+    assert cuda_gemm.CudaGemmConfig(rows_per_warp=1).rows_per_cta == 16 * cuda_gemm.WARPS == 128
     # 14336 rows / 16 = 896 tiles already fill 4 x 132 CTAs: no split
     assert cuda_gemm.choose_split_k(1, 14336, 4096, narrow, 132) == 1
     assert cuda_gemm.choose_split_k(1, 4096, 14336, narrow, 132) == 2
@@ -112,21 +113,21 @@ def test_auto_k_warps_take_the_fewest_that_give_every_sm_ctas_per_sm_ctas() -> N
     assert auto.label == "r1k0c1s0p4t"
     with pytest.raises(ValueError, match="resolve_k_warps"):
         _ = auto.rows_per_cta
-    # 14336 rows / 64 per CTA = 224 CTAs >= 132 SMs: one warp along K
-    assert cuda_gemm.resolve_k_warps(auto, 1, 14336, 132).k_warps == 1
-    # 4096 rows: 64 CTAs with 1, 128 with 2 (< 132), 256 with 4
-    assert cuda_gemm.resolve_k_warps(auto, 1, 4096, 132).k_warps == 4
-    assert cuda_gemm.resolve_k_warps(auto, 1, 4096, 100).k_warps == 2
-    # routed rows multiply the CTAs: 3 rows of a 2048-row expert GEMM need 2 (96, 192 CTAs), 6 rows 1
-    assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=3).k_warps == 2
-    assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=6).k_warps == 1
+    # 14336 rows / 128 per CTA = 112 CTAs < 132 SMs; / 64 (two warps along K) = 224
+    assert cuda_gemm.resolve_k_warps(auto, 1, 14336, 132).k_warps == 2
+    # 4096 rows: 32 CTAs with 1, 64 with 2, 128 with 4 (< 132), 256 with 8
+    assert cuda_gemm.resolve_k_warps(auto, 1, 4096, 132).k_warps == 8
+    assert cuda_gemm.resolve_k_warps(auto, 1, 4096, 100).k_warps == 4
+    # routed rows multiply the CTAs: 3 rows of a 2048-row expert GEMM need 4 (48, 96, 192 CTAs), 6 rows 2
+    assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=3).k_warps == 4
+    assert cuda_gemm.resolve_k_warps(auto, 1, 2048, 132, batches=6).k_warps == 2
     # too small for any: the most warps along K
-    assert cuda_gemm.resolve_k_warps(auto, 1, 64, 132).k_warps == 4
-    # two CTAs per SM: 224 CTAs with one warp fall short of 264, 448 with two do not
+    assert cuda_gemm.resolve_k_warps(auto, 1, 64, 132).k_warps == 8
+    # two CTAs per SM: 224 CTAs with two warps fall short of 264, 448 with four do not
     two = dataclasses.replace(auto, ctas_per_sm=2)
-    assert cuda_gemm.resolve_k_warps(two, 1, 14336, 132).k_warps == 2
-    assert cuda_gemm.resolve_k_warps(two, 1, 4096, 132).k_warps == 4
-    assert cuda_gemm.resolve_k_warps(two, 1, 2048, 132, batches=6).k_warps == 2
+    assert cuda_gemm.resolve_k_warps(two, 1, 14336, 132).k_warps == 4
+    assert cuda_gemm.resolve_k_warps(two, 1, 4096, 132).k_warps == 8
+    assert cuda_gemm.resolve_k_warps(two, 1, 2048, 132, batches=6).k_warps == 4
     fixed = cuda_gemm.CudaGemmConfig(k_warps=2)
     assert cuda_gemm.resolve_k_warps(fixed, 1, 64, 132) is fixed
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
@@ -142,8 +143,8 @@ def test_token_tiles_take_the_fewest_that_hold_m_up_to_the_config() -> None:
     assert wide.label == "r1k1c4s0p4txm8" and cuda_gemm.CudaGemmConfig().label == "r2k1c4s0p4"
     assert cuda_gemm.output_tiles(64, 14336, 64, 8) == 224 == cuda_gemm.output_tiles(64, 14336, 64) // 4
     assert cuda_gemm.output_tiles(100, 1000, 64, 8) == 16 * 2
-    # 224 CTAs: split 2 reaches 448 <= 4 x 132; the 16-token groups' 896 CTAs take no split
-    assert cuda_gemm.choose_split_k(64, 14336, 4096, wide, 132) == 2
+    # 128 rows per CTA, 112 CTAs: split 4 reaches 448 <= 4 x 132; the 16-token groups' 448 CTAs take no split
+    assert cuda_gemm.choose_split_k(64, 14336, 4096, wide, 132) == 4
     assert cuda_gemm.choose_split_k(64, 14336, 4096, dataclasses.replace(wide, token_tiles=2), 132) == 1
 
 
@@ -293,13 +294,12 @@ def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
 
 
 def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """At M = 1 both formats pick warps along K per shape, MXFP4 aiming at two CTAs per SM and
-    NVFP4 at one (session 10's measurements); the other buckets are shared; an override list
-    applies to both formats."""
-    assert cuda_gemm.pick_config(1, "mxfp4").k_warps == cuda_gemm.AUTO_K_WARPS
+    """At M = 1 both formats pick warps along K per shape, aiming at one CTA per SM (session
+    10's measurements with CTAs of 8 warps); the tables are per format (tables.pick_by_format),
+    their rows the same since then; an override list applies to both formats."""
     assert cuda_gemm.pick_config(1, "nvfp4").k_warps == cuda_gemm.AUTO_K_WARPS
-    assert (cuda_gemm.pick_config(1, "mxfp4").ctas_per_sm, cuda_gemm.pick_config(1, "nvfp4").ctas_per_sm) == (2, 1)
-    for m in (2, 16, 64, 300):
+    assert cuda_gemm.pick_config(1, "nvfp4").ctas_per_sm == 1
+    for m in (1, 2, 16, 64, 300):
         assert cuda_gemm.pick_config(m, "nvfp4") == cuda_gemm.pick_config(m, "mxfp4")
     with pytest.raises(ValueError, match="format"):
         cuda_gemm.pick_config(1, "int4")
@@ -354,6 +354,8 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, split_k=3),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=2),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=2, k_warps=8, split_k=2),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=0, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
@@ -398,6 +400,7 @@ def assert_one_rounding_of_an_fp32_sum(y: torch.Tensor, x: torch.Tensor, q, exac
 
 @gpu
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True)],
                          ids=lambda c: c.label)
 def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
@@ -410,7 +413,8 @@ def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
 @gpu
 def test_gpu_split_k_is_deterministic_and_counters_reset() -> None:
     x, q, _ = make_problem("nvfp4", 8, 14336, 512, torch.bfloat16)
-    for config in (cuda_gemm.CudaGemmConfig(split_k=8), cuda_gemm.CudaGemmConfig(split_k=8, k_warps=4)):
+    for config in (cuda_gemm.CudaGemmConfig(split_k=8), cuda_gemm.CudaGemmConfig(split_k=8, k_warps=4),
+                   cuda_gemm.CudaGemmConfig(split_k=8, k_warps=8)):
         outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
         assert all(torch.equal(outs[0], o) for o in outs[1:])
         assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
@@ -472,7 +476,8 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
 @pytest.mark.parametrize("plant", ["nibble-swap", "scale-off-by-one"])
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=8),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4)],
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True)],
                          ids=lambda c: c.label)
 def test_gpu_planted_bugs_fail_in_kernels_of_their_own(plant: str, config) -> None:
     """The 32- and 64-token kernels are instantiations of their own, and the rows layout reads

@@ -33,13 +33,13 @@ EXTENSION = Extension(
 )
 K_MULTIPLE = 32  # 16-byte aligned packed rows; the kernel steps 128 elements, masking a partial last step
 CHUNK = 128
-WARPS = 4  # per CTA (kWarps)
+WARPS = 8  # per CTA (kWarps)
 FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
 # planted bugs for the tests, then a diagnostic for the profiler and tuner scripts
 # (w4a16_gemm.cuh): "no-math" (the ring without decode or MMAs) times the kernel's memory
 # and launch structure and computes wrong y
 PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3}
-K_WARPS = (1, 2, 4)  # warps of a CTA along K that the kernels are instantiated for
+K_WARPS = (1, 2, 4, 8)  # warps of a CTA along K that the kernels are instantiated for
 AUTO_K_WARPS = 0  # CudaGemmConfig.k_warps: chosen per problem (resolve_k_warps)
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
 X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a group x its K range)
@@ -60,7 +60,7 @@ class CudaGemmConfig:
     ctas_per_sm: int = 4  # split-K aims at about this many CTAs per SM
     split_k: int = 0  # 0: from the shape (ctas_per_sm); else fixed
     stages: int = 4  # weight chunks in each warp's shared-memory ring (STAGES): S - 1 in flight
-    # warps sharing a CTA's K range (1, 2, 4; 0: resolve_k_warps): the CTA covers 64 / k_warps * rows_per_warp rows
+    # warps sharing a CTA's K range (1, 2, 4, 8; 0: resolve_k_warps): the CTA covers 128 / k_warps * rows_per_warp rows
     k_warps: int = 1
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
@@ -108,9 +108,9 @@ def output_tiles(m: int, n: int, rows_per_cta: int, max_tiles: int = 2) -> int:
 
 
 def resolve_k_warps(config: CudaGemmConfig, m: int, n: int, sms: int, batches: int = 1) -> CudaGemmConfig:
-    """`config` with k_warps 0 (auto) replaced by the fewest warps along K (1, 2, 4) whose
+    """`config` with k_warps 0 (auto) replaced by the fewest warps along K (K_WARPS) whose
     CTAs over the problem (`batches` GEMMs of M x N, no split of K) number at least
-    `ctas_per_sm` per SM (the same aim as the split of K), or 4. Fewer warps along K give
+    `ctas_per_sm` per SM (the same aim as the split of K), or the most. Fewer warps along K give
     each warp longer runs of weights and no sums between warps; more give small N enough
     CTAs without split-K (H100, session 7's tuner: 1 x 4096 x 14336 15.6 us with 1 and 17.3
     with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2 with 4). Session 10: MXFP4, whose decode
@@ -265,7 +265,7 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 # Per weight format, (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such
 # a table as JSON and `SWIGLU_CHECK_W4A16_CUDA_TABLE=<file>` replaces these (one list of rows
 # for both formats, or {"nvfp4": [rows], "mxfp4": [rows]}: tables.active_tables).
-# Measured on the H100 (2026-11-22, sessions 6 and 7: scripts/tune_w4a16_cuda.py, CUDA-graph
+# Measured on the H100 (2026-11-22, sessions 6 to 9 with CTAs of 4 warps: scripts/tune_w4a16_cuda.py, CUDA-graph
 # device time, the config with the smallest geometric mean over the bench shapes of each M;
 # kernels/w4a16/NOTES.md). The tiled layout won every shape; x through the CTA's ring won
 # every shape above M = 1 (16x4096x14336: 31.5 -> 22.7 us) and lost every M = 1 shape (its
@@ -277,16 +277,26 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 # four along K): NVFP4 14.4-14.7 / 14.4-14.6 / 14.7-15.0 us, MXFP4 15.8-16.0 / 15.2-15.3 /
 # 14.7-14.9; four won the other M = 1 shapes for both formats. So MXFP4 takes four at M = 1
 # and NVFP4 keeps the per-shape pick.
-# Session 10 (call 2; the auto k_warps now aims at ctas_per_sm CTAs per SM): at 1 x 4096 x
-# 14336 NVFP4 one warp along K 13.9 us, two 14.5; MXFP4 two 14.5, four 15.2. So NVFP4 aims
-# at one CTA per SM (one warp at N = 14336, four at N = 4096: the launches of before) and
-# MXFP4 at two (two warps at N = 14336, four at N = 4096). Neither splits K at the bench shapes.
+# Session 10: CTAs of 8 warps (kWarps; 4 before), the auto k_warps aiming at ctas_per_sm CTAs
+# per SM. Call 4 (tuner, 8 against 4 warps, two runs each; us): 1x4096x14336 NVFP4 14.2 (two
+# warps along K, 64 rows per CTA) against 14.0-14.4 (4 warps), MXFP4 14.2-14.4 against
+# 14.5-14.6; 1x14336x4096 (eight along K) NVFP4 14.4-14.6 against 14.9-15.0, MXFP4 14.2-14.4
+# against 15.1-15.2. Both formats aim at one CTA per SM at M = 1 (two warps along K at N =
+# 14336, eight at N = 4096). M <= 16 (x ring): two warps along K, two CTAs per SM, 19.0 / 22.1
+# / 12.7 us at 16x4096x14336 / 16x14336x4096 / 16x4096x4096 NVFP4 (4 warps, one along K:
+# 19.1 / 22.1 / 12.4; one along K with 8 warps is 18.6 / 22.1 / 12.6, the same geometric
+# mean). M = 64 (call 6; the Triton GEMM is the faster one there): one warp along K, two CTAs
+# per SM, the best geometric mean of 12 configs: 64x4096x4096 / 64x4096x14336 / 64x14336x4096
+# NVFP4 19.2 / 55.8 / 51.6 us (4 warps, call 3's bench: 20.1 / 52.0 / 53.9).
+# The MoE's routed rows take the M = 1 entry: at one token (six 4096 x 4096 and 4096 x 2048
+# expert rows) 8 warps cost 41.1 -> 42.7 us (NVFP4) and 42.7 -> 47.6 (MXFP4) in calls 3 and
+# 5; aiming those at two CTAs per SM did not win it back (44.5, 46.3; call 6).
 _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stages=4, tiled=True)
-_M16 = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
-_M64 = CudaGemmConfig(rows_per_warp=1, ctas_per_sm=4, stages=4, tiled=True, x_ring=True)
+_M16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
+_M64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {
     "nvfp4": ((1, _M1), (16, _M16), (1 << 30, _M64)),
-    "mxfp4": ((1, dataclasses.replace(_M1, ctas_per_sm=2)), (16, _M16), (1 << 30, _M64)),
+    "mxfp4": ((1, _M1), (16, _M16), (1 << 30, _M64)),
 }
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 

@@ -18,8 +18,8 @@
 // fp32 [1], y [M, N] of x's dtype. K must be a multiple of 32. split_k > 1 needs fp32
 // `partials` of at least split_k * M * N and zeroed int32 `counters`, one per output tile
 // (the kernel leaves them zero again). `stages` (4): weight chunks in the shared
-// memory ring of each warp; `k_warps` (1, 2 or 4): warps of a CTA sharing its K range
-// (a CTA then covers 64 / k_warps * rows_per_warp rows). Runs on the current CUDA stream.
+// memory ring of each warp; `k_warps` (1, 2, 4 or 8): warps of a CTA sharing its K range
+// (a CTA then covers 128 / k_warps * rows_per_warp rows). Runs on the current CUDA stream.
 // `plant` (1: nibble order swapped, 2: the next block's scale; 3: a diagnostic, see
 // w4a16_gemm.cuh; rows_per_warp 1) exists for the tool's own tests and scripts.
 //
@@ -73,7 +73,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
   require(stages == 4, "stages must be 4, got " + std::to_string(stages));
-  require(k_warps == 1 || k_warps == 2 || k_warps == 4, "k_warps must be 1, 2 or 4, got " + std::to_string(k_warps));
+  require(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "k_warps must be 1, 2, 4 or 8, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 3, "plant must be 0 to 3, got " + std::to_string(plant));
   require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
   require(x.is_cuda(), "x must be a CUDA tensor");

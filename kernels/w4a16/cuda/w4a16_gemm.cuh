@@ -305,7 +305,7 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
 }
 
 template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
-__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8 : 1) gemm_kernel(const GemmParams params) {
+__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4 : 1) gemm_kernel(const GemmParams params) {
   GemmParams p = params;
   float row_weight = 1.0f;  // multiplies the result (exact when 1)
   if (p.row_expert != nullptr) {  // routed row blockIdx.z (GemmParams): its expert's matrix, x row and y row
@@ -452,7 +452,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
   // over the CTA's threads: 8-element pieces at [part][token] + (w, c) as in the staged
   // slice (w4a16_gemm.h: x_ring_token_bytes), zeros past K.
   // A thread copies the same 8-element group of every chunk, for tokens x_token0, + 8, + 16, ...
-  // (the CTA's 128 threads over 16 groups per token): its source and destination offsets
+  // (the CTA's kWarps * 32 threads over 16 groups per token): its source and destination offsets
   // are set once here, and a step adds only the chunk.
   constexpr int kXTokenStep = kWarps * 32 / 16;
   const int x_piece = threadIdx.x & 15;  // elements 32c + 8w: lane c = group / 4, word w = group % 4
@@ -764,7 +764,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 8
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: GemmParams.token_tiles,
 // the fewest that hold M up to the launch's maximum; larger M runs several token groups);
 // R (16-row tiles per warp, 1 or 2), S (ring stages: 4), KW (warps along K per row group:
-// 1, 2 or 4) and XR (x streams through a CTA-wide ring; tiled layout only) are tuning
+// 1, 2, 4 or 8) and XR (x streams through a CTA-wide ring; tiled layout only) are tuning
 // choices, TL (tiled layout) follows the weight's layout.
 // Planted bugs and diagnostics exist for R = 1, S = 4.
 template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
@@ -816,6 +816,7 @@ cudaError_t launch_k_warps(const GemmParams& p, int k_warps, bool tiled, bool x_
     case 1: return launch_layout<T, FORMAT, MT, R, S, 1>(p, tiled, x_ring, plant, grid, stream);
     case 2: return launch_layout<T, FORMAT, MT, R, S, 2>(p, tiled, x_ring, plant, grid, stream);
     case 4: return launch_layout<T, FORMAT, MT, R, S, 4>(p, tiled, x_ring, plant, grid, stream);
+    case 8: return launch_layout<T, FORMAT, MT, R, S, 8>(p, tiled, x_ring, plant, grid, stream);
     default: return cudaErrorInvalidValue;
   }
 }

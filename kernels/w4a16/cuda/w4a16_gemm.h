@@ -9,7 +9,7 @@
 namespace swiglu_check {
 namespace w4a16 {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;  // per CTA (session 10: 8 beat 4 at every M = 1 and 16 shape but one, by up to 20%; kernels/w4a16/NOTES.md)
 constexpr int kChunk = 128;  // K elements per step of a warp
 
 struct GemmParams {
