@@ -5,7 +5,7 @@
     python3 scripts/tune_w4a16_cuda.py [--json out.json] [--dtype bf16]
     python3 scripts/tune_w4a16_cuda.py --shapes 1x4096x14336 --k-warps 1,4 --variants no-math
 
-The config space (defaults: what won or came close on the H100 in sessions 5-7, 42
+The config space (defaults: what won or came close on the H100 in sessions 5-10, 54
 configs) is the product of --rows, --k-warps, --ctas, --stages, --tiled (0: the
 weight's own rows layout, 1: the tiled layout made once per weight, outside the timing,
 as an engine does at load), --x-ring (1: x streams through a ring shared by the CTA's
