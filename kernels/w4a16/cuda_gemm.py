@@ -113,9 +113,8 @@ def resolve_k_warps(config: CudaGemmConfig, m: int, n: int, sms: int, batches: i
     `ctas_per_sm` per SM (the same aim as the split of K), or the most. Fewer warps along K give
     each warp longer runs of weights and no sums between warps; more give small N enough
     CTAs without split-K (H100, session 7's tuner: 1 x 4096 x 14336 15.6 us with 1 and 17.3
-    with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2 with 4). Session 10: MXFP4, whose decode
-    is longer, wants two CTAs per SM at 1 x 4096 x 14336 (two warps 14.5 us, one or four
-    15.1-15.2), NVFP4 one (one warp 13.9, two 14.5)."""
+    with 4, 1 x 14336 x 4096 20.4 with 1 and 16.2 with 4; CTAs of 4 warps then). The M <= 1
+    table entry aims at one CTA per SM (GPU_TABLES)."""
     if config.k_warps != AUTO_K_WARPS:
         return config
     for k_warps in K_WARPS:

@@ -404,9 +404,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[r][j][i] = acc_odd[r][j][i] = 0.0f;
 
-  // The weights of `chunk` into ring stage `stage` (zeros for a lane segment past K, in a
-  // partial last chunk; the tiled layout holds those zeros). Each lane copies, and later
-  // reads, only its own pieces.
   // Tiled layout: the copies of successive steps read successive chunks of each tile, so a
   // running pointer per tile (this lane's 16 bytes of the next chunk to copy) replaces the
   // 64-bit address arithmetic of chunk * chunk_stride at every step; `advance` moves it on.
@@ -420,6 +417,9 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
 #pragma unroll
     for (int r = 0; r < R; ++r) w_next[r] += w_step;
   };
+  // The weights of `chunk` into ring stage `stage` (zeros for a lane segment past K, in a
+  // partial last chunk; the tiled layout holds those zeros). Each lane copies, and later
+  // reads, only its own pieces.
   auto copy_weights = [&](int stage, int chunk) {
     const bool valid = chunk * kChunk + 32 * c + 32 <= p.K;
 #pragma unroll
