@@ -293,10 +293,8 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stages=4, tiled=True)
 _M16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
 _M64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
-GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {
-    "nvfp4": ((1, _M1), (16, _M16), (1 << 30, _M64)),
-    "mxfp4": ((1, _M1), (16, _M16), (1 << 30, _M64)),
-}
+_BOTH = ((1, _M1), (16, _M16), (1 << 30, _M64))  # one table for both formats since session 10
+GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
 

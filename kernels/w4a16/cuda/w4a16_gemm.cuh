@@ -451,7 +451,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   // XR: the tokens' x over step n's chunks (one per part kw) into x ring stage `stage`, split
   // over the CTA's threads: 8-element pieces at [part][token] + (w, c) as in the staged
   // slice (w4a16_gemm.h: x_ring_token_bytes), zeros past K.
-  // A thread copies the same 8-element group of every chunk, for tokens x_token0, + 8, + 16, ...
+  // A thread copies the same 8-element group of every chunk, for tokens x_token0, + kXTokenStep, ...
   // (the CTA's kWarps * 32 threads over 16 groups per token): its source and destination offsets
   // are set once here, and a step adds only the chunk.
   constexpr int kXTokenStep = kWarps * 32 / 16;
