@@ -38,7 +38,7 @@ FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
 # planted bugs for the tests, then a diagnostic for the profiler and tuner scripts
 # (w4a16_gemm.cuh): "no-math" (the ring without decode or MMAs) times the kernel's memory
 # and launch structure and computes wrong y
-PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3}
+PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3, "no-x-loads": 4, "no-mma": 5, "no-decode": 6}
 K_WARPS = (1, 2, 4, 8)  # warps of a CTA along K that the kernels are instantiated for
 AUTO_K_WARPS = 0  # CudaGemmConfig.k_warps: chosen per problem (resolve_k_warps)
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)

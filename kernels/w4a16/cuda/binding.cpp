@@ -74,7 +74,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
   require(stages == 4, "stages must be 4, got " + std::to_string(stages));
   require(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "k_warps must be 1, 2, 4 or 8, got " + std::to_string(k_warps));
-  require(plant >= 0 && plant <= 3, "plant must be 0 to 3, got " + std::to_string(plant));
+  require(plant >= 0 && plant <= 6, "plant must be 0 to 6, got " + std::to_string(plant));
   require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
   require(x.is_cuda(), "x must be a CUDA tensor");
   for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&packed, &scales, &global_scale, &y, &partials,

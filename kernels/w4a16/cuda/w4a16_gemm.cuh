@@ -64,8 +64,10 @@ namespace w4a16 {
 // Planted bugs, for the tool's own tests: the nibble order of a byte swapped; the scale of
 // the next block used. The rest are diagnostics for scripts/profile_w4a16_cuda.py:
 // kNoMath streams the weights and scales through the ring but neither
-// decodes nor multiplies (the kernel's memory and launch structure alone; wrong results).
-enum Plant : int { kNoPlant = 0, kNibbleSwap = 1, kScaleOffByOne = 2, kNoMath = 3 };
+// decodes nor multiplies (the kernel's memory and launch structure alone; wrong results);
+// kNoXLoads, kNoMma and kNoDecode each leave one part of the math out (x's shared loads, the
+// MMAs, the decode and scaling), to time what each part costs (M = 16 kernels only).
+enum Plant : int { kNoPlant = 0, kNibbleSwap = 1, kScaleOffByOne = 2, kNoMath = 3, kNoXLoads = 4, kNoMma = 5, kNoDecode = 6 };
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
   uint32_t d;
@@ -591,32 +593,49 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
       acc[0][0][0] += __uint_as_float(bits & 0x007FFFFFu);
     } else {
       uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
+      if constexpr (PLANT != kNoDecode) {
 #pragma unroll
-      for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r], h, scale[r][h]);
+          for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r], h, scale[r][h]);
+      }
+      uint32_t sink = 0;  // kNoMma: every MMA operand folded in, so none is dead code
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
 #pragma unroll
-        for (int j = 0; j < MT; ++j) bx[j] = load_bx(j, stage, q, w);
+        for (int j = 0; j < MT; ++j) bx[j] = PLANT == kNoXLoads ? wq[0][j & 1] : load_bx(j, stage, q, w);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           uint32_t lo[4], hi[4];  // rows g and g + 8
           const uint4& q0 = wq[r][0];
           const uint4& q1 = wq[r][1];
-          decode_word<T, FORMAT, TL, PLANT>(w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w, scale[r][0][w], lo);
-          decode_word<T, FORMAT, TL, PLANT>(w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w, scale[r][1][w], hi);
+          const uint32_t word0 = w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w;
+          const uint32_t word1 = w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w;
+          if constexpr (PLANT == kNoDecode) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) lo[i] = word0, hi[i] = word1;
+          } else {
+            decode_word<T, FORMAT, TL, PLANT>(word0, scale[r][0][w], lo);
+            decode_word<T, FORMAT, TL, PLANT>(word1, scale[r][1][w], hi);
+          }
 #pragma unroll
           for (int t = 0; t < 2; ++t) {
             const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
 #pragma unroll
-            for (int j = 0; j < MT; ++j)
-              Act<T>::mma(kTwoChains && (w & 1) ? acc_odd[r][j] : acc[r][j], a, t == 0 ? bx[j].x : bx[j].z,
-                          t == 0 ? bx[j].y : bx[j].w);
+            for (int j = 0; j < MT; ++j) {
+              const uint32_t b0 = t == 0 ? bx[j].x : bx[j].z;
+              const uint32_t b1 = t == 0 ? bx[j].y : bx[j].w;
+              if constexpr (PLANT == kNoMma) {
+                sink ^= (j == 0 ? a[0] ^ a[1] ^ a[2] ^ a[3] : 0u) ^ b0 ^ b1;
+              } else {
+                Act<T>::mma(kTwoChains && (w & 1) ? acc_odd[r][j] : acc[r][j], a, b0, b1);
+              }
+            }
           }
         }
       }
+      if constexpr (PLANT == kNoMma) acc[0][0][0] += __uint_as_float(sink & 0x007FFFFFu);
     }
   };
 
@@ -797,8 +816,17 @@ cudaError_t launch_plant(const GemmParams& p, int plant, dim3 grid, cudaStream_t
       case kNibbleSwap: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNibbleSwap>(p, grid, stream);
       case kScaleOffByOne: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kScaleOffByOne>(p, grid, stream);
       case kNoMath: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNoMath>(p, grid, stream);
-      default: return cudaErrorInvalidValue;
+      default: break;
     }
+    if constexpr (MT == 2 && TL && XR) {  // the M = 16 kernels' parts, one left out at a time
+      switch (plant) {
+        case kNoXLoads: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNoXLoads>(p, grid, stream);
+        case kNoMma: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNoMma>(p, grid, stream);
+        case kNoDecode: return launch_kernel<T, FORMAT, MT, R, S, KW, TL, XR, kNoDecode>(p, grid, stream);
+        default: break;
+      }
+    }
+    return cudaErrorInvalidValue;
   }
 }
 
