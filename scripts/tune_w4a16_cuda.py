@@ -12,9 +12,10 @@ as an engine does at load), --x-ring (1: x streams through a ring shared by the 
 warps) and --token-tiles (the most 8-token tiles per CTA; 4 and 8 with the x ring and
 one warp along K only). --variants also times the kernel's diagnostic
 variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
-multiplying) at rows 1 and 4
-stages for each --k-warps, --ctas and --tiled value; they are reported beside the
-configs but never picked for the table.
+multiplying; `no-x-loads`, `no-mma`, `no-decode` each leave one part of the math out, M = 9
+to 16 with the x ring only) at rows 1 and 4 stages for each --k-warps, --ctas, --tiled and
+--x-ring value; they are reported beside the configs but never picked for the table (a
+variant that does not exist for a config or shape is reported as nan).
 
 Every row is device time by CUDA-graph replay (swiglu_check.bench.time_graph) with the
 weights rotated over more than the L2 (swiglu_check.bench.rotation_sets), as in `bench`.
@@ -81,7 +82,8 @@ def main() -> int:
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in cuda_gemm.PLANTS or v in ("nibble-swap", "scale-off-by-one")]
     if unknown:
-        parser.error(f"--variants: unknown {unknown}; the diagnostic is no-math")
+        parser.error(f"--variants: unknown {unknown}; the diagnostics are"
+                     f" {[v for v in cuda_gemm.PLANTS if v not in (None, 'nibble-swap', 'scale-off-by-one')]}")
     diagnostics = [(v, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=kw, ctas_per_sm=c, stages=4, tiled=bool(t),
                                                 x_ring=bool(xr)))
                    for v, kw, c, t, xr in itertools.product(variants, ints(args.k_warps), ints(args.ctas), ints(args.tiled),
@@ -124,8 +126,13 @@ def main() -> int:
         best = min((v, key) for key, v in per_config.items() if v == v)
         per_variant = {}
         for variant, cfg in diagnostics:
-            per_variant[f"{variant}@{cfg.label}"] = timed(
-                lambda i, cfg=cfg, variant=variant: cuda_gemm.cuda_w4a16_matmul(*data[i], config=cfg, plant=variant), sets)
+            try:
+                per_variant[f"{variant}@{cfg.label}"] = timed(
+                    lambda i, cfg=cfg, variant=variant: cuda_gemm.cuda_w4a16_matmul(*data[i], config=cfg, plant=variant),
+                    sets)
+            except ValueError as exc:  # a diagnostic this config or M has no kernel for
+                per_variant[f"{variant}@{cfg.label}"] = float("nan")
+                print(f"  {variant}@{cfg.label}: {exc}", flush=True)
         rows.append({"shape": [m, k, n], "format": fmt, "cublas_us": cublas, "triton_us": triton_us,
                      "cuda_us": per_config, "variants_us": per_variant, "best": best[1]})
         all_text = " ".join(f"{key}:{v:.1f}" for key, v in {**per_config, **per_variant}.items())

@@ -310,6 +310,21 @@ def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")
+@pytest.mark.parametrize("plant", cuda_gemm.M_16_DIAGNOSTICS)
+@pytest.mark.parametrize("m, config", [
+    (16, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=2, tiled=True)),  # x staged, no ring
+    (4, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=2, tiled=True, x_ring=True)),  # one token tile
+    (64, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=1, tiled=True, x_ring=True, token_tiles=8)),
+])
+def test_m16_diagnostics_name_the_kernels_they_exist_for(plant: str, m: int, config) -> None:
+    """Asked for where no kernel has them, a one-line error (the launcher would only say
+    "invalid argument"); where they exist, none."""
+    with pytest.raises(ValueError, match=f"{plant!r} diagnostic exists for the x-ring kernels of 9 to 16 tokens"):
+        cuda_gemm.check_plant_exists(plant, m, config)
+    cuda_gemm.check_plant_exists(plant, 16, cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True))
+    cuda_gemm.check_plant_exists(plant, 64, cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True))
+
+
 def test_listed_unavailable_with_the_reason_without_a_gpu() -> None:
     result = CliRunner().invoke(cli, ["list", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -408,6 +423,22 @@ def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
     x, q, exact = make_problem("nvfp4", 5, 2112, 1000, torch.bfloat16)
     wrong = cuda_gemm.cuda_w4a16_matmul(x, q, config=config, plant="no-math")
     assert float((wrong.double() - exact).norm() / exact.norm()) > 0.5
+
+
+@gpu
+@pytest.mark.parametrize("plant", cuda_gemm.M_16_DIAGNOSTICS)
+@pytest.mark.parametrize("k_warps", [1, 2])
+def test_gpu_m16_diagnostics_are_not_the_product(plant: str, k_warps: int) -> None:
+    """Each part-of-the-math diagnostic runs (M = 16, x ring) and must not pass for the GEMM,
+    while the same config without it does."""
+    config = cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=k_warps, tiled=True, x_ring=True)
+    x, q, exact = make_problem("nvfp4", 16, 1024, 512, torch.bfloat16)
+    right = cuda_gemm.cuda_w4a16_matmul(x, q, config=config)
+    wrong = cuda_gemm.cuda_w4a16_matmul(x, q, config=config, plant=plant)
+    assert float((right.double() - exact).norm() / exact.norm()) < 1e-2
+    assert not float((wrong.double() - exact).norm() / exact.norm()) < 0.5  # NaN counts as wrong too
+    with pytest.raises(ValueError, match="diagnostic exists for the x-ring kernels"):
+        cuda_gemm.cuda_w4a16_matmul(x[:8], q, config=config, plant=plant)
 
 
 @gpu

@@ -35,10 +35,13 @@ K_MULTIPLE = 32  # 16-byte aligned packed rows; the kernel steps 128 elements, m
 CHUNK = 128
 WARPS = 8  # per CTA (kWarps)
 FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
-# planted bugs for the tests, then a diagnostic for the profiler and tuner scripts
-# (w4a16_gemm.cuh): "no-math" (the ring without decode or MMAs) times the kernel's memory
-# and launch structure and computes wrong y
+# planted bugs for the tests, then diagnostics for the profiler and tuner scripts
+# (w4a16_gemm.cuh), all computing a wrong y: "no-math" (the ring without decode or MMAs)
+# times the kernel's memory and launch structure; "no-x-loads", "no-mma" and "no-decode"
+# each leave one part of the math out (x's shared loads, the MMAs, the decode and scaling)
+# and exist for the M <= 16 x-ring kernels only (M_16_DIAGNOSTICS)
 PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3, "no-x-loads": 4, "no-mma": 5, "no-decode": 6}
+M_16_DIAGNOSTICS = ("no-x-loads", "no-mma", "no-decode")
 K_WARPS = (1, 2, 4, 8)  # warps of a CTA along K that the kernels are instantiated for
 AUTO_K_WARPS = 0  # CudaGemmConfig.k_warps: chosen per problem (resolve_k_warps)
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
@@ -345,21 +348,29 @@ def check_supported(x: torch.Tensor, weight: FP4Weight) -> None:
         raise ValueError(f"x and the weight must be on one CUDA device, got {x.device} and {weight.device}")
 
 
+def check_plant_exists(plant: str | None, m: int, config: CudaGemmConfig) -> None:
+    """Raise ValueError (one line) for a diagnostic no kernel of this config and M has."""
+    if plant in M_16_DIAGNOSTICS and not (config.x_ring and token_tiles(m, config.token_tiles) == 2):
+        raise ValueError(f"the {plant!r} diagnostic exists for the x-ring kernels of 9 to 16 tokens per CTA only"
+                         f" (x_ring and M from 9 to 16, or more with token_tiles 2); got M = {m}, {config.label}")
+
+
 def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmConfig | None = None,
                       plant: str | None = None) -> torch.Tensor:
     """`x @ dequant(weight)^T` in x's dtype (fp32 accumulation, one rounding)."""
     check_supported(x, weight)
     if plant not in PLANTS:
         raise ValueError(f"unknown planted bug {plant!r}")
-    EXTENSION.ensure_loaded()
     m, k = x.shape
     n = weight.shape[0]
-    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
-        return y
     cfg = config or pick_config(m, weight.format)
     if plant is not None:  # plants: R = 1 only
         cfg = dataclasses.replace(cfg, rows_per_warp=1)
+    check_plant_exists(plant, m, cfg)
+    EXTENSION.ensure_loaded()
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y
     sms = _sm_count(x.device)
     cfg = resolve_k_warps(cfg, m, n, sms)
     split = choose_split_k(m, n, k, cfg, sms)

@@ -20,7 +20,7 @@
 // (the kernel leaves them zero again). `stages` (4): weight chunks in the shared
 // memory ring of each warp; `k_warps` (1, 2, 4 or 8): warps of a CTA sharing its K range
 // (a CTA then covers 128 / k_warps * rows_per_warp rows). Runs on the current CUDA stream.
-// `plant` (1: nibble order swapped, 2: the next block's scale; 3: a diagnostic, see
+// `plant` (1: nibble order swapped, 2: the next block's scale; 3 to 6: diagnostics, see
 // w4a16_gemm.cuh; rows_per_warp 1) exists for the tool's own tests and scripts.
 //
 // tiled = 1: `packed` holds the tiled layout (w4a16_gemm.h, GemmParams; cuda_gemm.tiled_layout):
