@@ -80,10 +80,9 @@ def main() -> int:
         parser.error("no kernel is built for any of these combinations (see CudaGemmConfig)")
     print(f"{len(configs)} configs ({skipped} combinations without a kernel skipped)", flush=True)
     variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in cuda_gemm.PLANTS or v in ("nibble-swap", "scale-off-by-one")]
+    unknown = [v for v in variants if v not in cuda_gemm.DIAGNOSTICS]
     if unknown:
-        parser.error(f"--variants: unknown {unknown}; the diagnostics are"
-                     f" {[v for v in cuda_gemm.PLANTS if v not in (None, 'nibble-swap', 'scale-off-by-one')]}")
+        parser.error(f"--variants: unknown {unknown}; the diagnostics are {list(cuda_gemm.DIAGNOSTICS)}")
     diagnostics = [(v, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=kw, ctas_per_sm=c, stages=4, tiled=bool(t),
                                                 x_ring=bool(xr)))
                    for v, kw, c, t, xr in itertools.product(variants, ints(args.k_warps), ints(args.ctas), ints(args.tiled),

@@ -309,7 +309,6 @@ def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
     assert cuda_gemm.pick_config(1, "nvfp4").k_warps == cuda_gemm.pick_config(1, "mxfp4").k_warps == 2
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")
 @pytest.mark.parametrize("plant", cuda_gemm.M_16_DIAGNOSTICS)
 @pytest.mark.parametrize("m, config", [
     (16, cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=2, tiled=True)),  # x staged, no ring
@@ -325,6 +324,7 @@ def test_m16_diagnostics_name_the_kernels_they_exist_for(plant: str, m: int, con
     cuda_gemm.check_plant_exists(plant, 64, cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU listing")
 def test_listed_unavailable_with_the_reason_without_a_gpu() -> None:
     result = CliRunner().invoke(cli, ["list", "--format", "json"])
     assert result.exit_code == 0, result.output

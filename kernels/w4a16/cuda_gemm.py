@@ -42,6 +42,7 @@ FORMAT_IDS = {"nvfp4": 0, "mxfp4": 1}
 # and exist for the M <= 16 x-ring kernels only (M_16_DIAGNOSTICS)
 PLANTS = {None: 0, "nibble-swap": 1, "scale-off-by-one": 2, "no-math": 3, "no-x-loads": 4, "no-mma": 5, "no-decode": 6}
 M_16_DIAGNOSTICS = ("no-x-loads", "no-mma", "no-decode")
+DIAGNOSTICS = ("no-math", *M_16_DIAGNOSTICS)  # the plants that are not planted bugs
 K_WARPS = (1, 2, 4, 8)  # warps of a CTA along K that the kernels are instantiated for
 AUTO_K_WARPS = 0  # CudaGemmConfig.k_warps: chosen per problem (resolve_k_warps)
 SPLIT_K_MAX = 16  # the occupancy rule's largest split (the x budget may ask for more)
