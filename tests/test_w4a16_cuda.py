@@ -35,8 +35,10 @@ COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, 
 # per source and token tile count (1, 2), three x and weight paths (rows layout with x staged
 # per CTA; tiled layout with x staged or in the CTA's ring), each ((rows per warp 1, 2) + the
 # 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4, 8), 4 ring stages;
-# then token tiles 4 and 8 with the x ring and one warp along K only
-KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4
+# then token tiles 4 and 8 with the x ring and one warp along K only; then the M = 9-16
+# diagnostics (x ring, 4 warp counts); then the producer-warp kernel: token tiles 1, 2 x
+# stages 4, 8 x (the product, 2 plants, no-math)
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + 2 * 2 * 4
 
 
 @pytest.fixture(scope="module")
@@ -287,10 +289,36 @@ def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
 
 @pytest.mark.parametrize("bad", [dict(stages=6), dict(rows_per_warp=3), dict(ctas_per_sm=0), dict(split_k=-1),
                                  dict(k_warps=3), dict(x_ring=True), dict(token_tiles=3),
-                                 dict(token_tiles=8, tiled=True), dict(token_tiles=4, tiled=True, x_ring=True, k_warps=2)])
+                                 dict(token_tiles=8, tiled=True), dict(token_tiles=4, tiled=True, x_ring=True, k_warps=2),
+                                 dict(stages=8, tiled=True), dict(producer=True, rows_per_warp=1),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, x_ring=True),
+                                 dict(producer=True, rows_per_warp=2, tiled=True),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, k_warps=2),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=4),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, stages=6),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, ctas_per_sm=0)])
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
         cuda_gemm.CudaGemmConfig(**bad)
+
+
+def test_producer_config_covers_a_cta_of_eight_tiles_and_splits_for_occupancy_only() -> None:
+    """The producer kernel's CTA is 8 computing warps of one 16-row tile each (128 rows);
+    x streams through its ring, so the split of K follows the occupancy aim alone (the
+    x-staging budget would ask for 5 at 16 x 14336); routed rows are refused up front."""
+    producer = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, ctas_per_sm=1)
+    assert producer.label == "r1k1c1s0p4tw" and producer.rows_per_cta == 128
+    assert dataclasses.replace(producer, stages=8, token_tiles=1).label == "r1k1c1s0p8tm1w"
+    # N = 4096: 32 CTAs, split 4 = 128 <= 132; N = 14336: 112 CTAs, no split
+    assert cuda_gemm.choose_split_k(16, 4096, 14336, producer, 132) == 4
+    assert cuda_gemm.choose_split_k(16, 14336, 4096, producer, 132) == 1
+    staged = dataclasses.replace(producer, producer=False)
+    assert cuda_gemm.choose_split_k(16, 14336, 4096, staged, 132) == 5
+    weight = random_fp4_weight("nvfp4", 32, 256, "cpu", torch.Generator().manual_seed(0))
+    experts = fp4.FP4Weight("nvfp4", weight.packed[None], weight.scales[None], weight.global_scale.reshape(1))
+    with pytest.raises(ValueError, match="producer kernel takes no routed rows"):
+        cuda_gemm.routed_rows_matmul(torch.zeros(1, 256, dtype=torch.bfloat16), experts,
+                                     torch.zeros(1, dtype=torch.int32), config=producer)
 
 
 def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,6 +382,7 @@ def make_problem(fmt: str, m: int, k: int, n: int, dtype: torch.dtype, seed: int
 
 # (M, K, N): token tiles 1/2/4/8 and two token groups, N not a multiple of 16 or of a CTA,
 # K with a partial last chunk (2112 = 16.5 x 128), K below one chunk (96: MXFP4 3 blocks)
+PRODUCER = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True)  # the producer-warp kernel
 SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (33, 2112, 1000),
           (64, 4096, 256), (100, 512, 130), (3, 96, 48)]
 
@@ -382,7 +411,12 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=2, split_k=3, tiled=True, x_ring=True,
                                                              token_tiles=8),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, split_k=2, tiled=True, x_ring=True,
-                                                             token_tiles=4)],
+                                                             token_tiles=4),
+                                    PRODUCER,
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, stages=8,
+                                                             split_k=3),
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, token_tiles=1,
+                                                             split_k=2)],
                          ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
@@ -416,7 +450,8 @@ def assert_one_rounding_of_an_fp32_sum(y: torch.Tensor, x: torch.Tensor, q, exac
 @gpu
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True)],
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
+                                    PRODUCER],
                          ids=lambda c: c.label)
 def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
     """The profiler's no-math variant streams the same bytes but must not pass for the GEMM."""
@@ -445,7 +480,7 @@ def test_gpu_m16_diagnostics_are_not_the_product(plant: str, k_warps: int) -> No
 def test_gpu_split_k_is_deterministic_and_counters_reset() -> None:
     x, q, _ = make_problem("nvfp4", 8, 14336, 512, torch.bfloat16)
     for config in (cuda_gemm.CudaGemmConfig(split_k=8), cuda_gemm.CudaGemmConfig(split_k=8, k_warps=4),
-                   cuda_gemm.CudaGemmConfig(split_k=8, k_warps=8)):
+                   cuda_gemm.CudaGemmConfig(split_k=8, k_warps=8), dataclasses.replace(PRODUCER, split_k=8)):
         outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
         assert all(torch.equal(outs[0], o) for o in outs[1:])
         assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
@@ -473,14 +508,15 @@ def test_gpu_tiled_pieces_in_either_order_and_no_overlaps() -> None:
     assert chunk_major.stride() != tile_major.stride()
     empty = torch.empty(0, dtype=torch.int32, device=x.device)
 
-    def run(packed: torch.Tensor) -> torch.Tensor:
+    def run(packed: torch.Tensor, producer: int = 0) -> torch.Tensor:
         y = torch.empty((3, 64), dtype=x.dtype, device=x.device)
         torch.ops.swiglu_check_w4a16.gemm_(x, packed, empty.to(torch.uint8), q.global_scale.reshape(-1).float(), y, y,
-                                           y, empty, empty.float(), 0, 1, 4, 1, 1, 0, 1, 0, 2)
+                                           y, empty, empty.float(), 0, 1, 4, 1, 1, 0, 1, 0, 2, producer)
         return y
 
-    assert torch.equal(run(chunk_major), run(tile_major))
-    assert_one_rounding_of_an_fp32_sum(run(chunk_major), x, q, exact)
+    for producer in (0, 1):
+        assert torch.equal(run(chunk_major, producer), run(tile_major, producer))
+        assert_one_rounding_of_an_fp32_sum(run(chunk_major, producer), x, q, exact)
     overlapping = tile_major[:, :1].expand(-1, tile_major.shape[1], -1)  # every chunk would read chunk 0
     with pytest.raises(RuntimeError, match="densely, tile-major or chunk-major"):
         run(overlapping)
@@ -508,11 +544,13 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=8),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
-                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True)],
+                                    cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
+                                    PRODUCER, dataclasses.replace(PRODUCER, token_tiles=1, stages=8)],
                          ids=lambda c: c.label)
 def test_gpu_planted_bugs_fail_in_kernels_of_their_own(plant: str, config) -> None:
-    """The 32- and 64-token kernels are instantiations of their own, and the rows layout reads
-    its scales its own way: their plants must fail too, where the right kernel passes."""
+    """The 32- and 64-token kernels and the producer kernel are instantiations of their own,
+    and the rows layout reads its scales its own way: their plants must fail too, where the
+    right kernel passes."""
     for fmt in fp4.FORMATS:
         x, q, exact = make_problem(fmt, 8 * config.token_tiles, 1024, 256, torch.bfloat16)
         right = cuda_gemm.cuda_w4a16_matmul(x, q, config=config)

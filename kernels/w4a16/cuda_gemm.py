@@ -50,6 +50,7 @@ X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a g
 # the ring depths the kernels are instantiated for: 8 won two of 24 shapes by 1-2% in
 # session 5 and doubled the build (223 s on the H100 with it, session 6), so it went
 STAGES = (4,)  # the planted bugs and diagnostics too, with rows_per_warp 1 only
+PRODUCER_STAGES = (4, 8)  # the producer-warp kernel's ring depths (CudaGemmConfig.producer)
 # most 8-token tiles per CTA: 4 and 8 (32, 64 tokens decode each weight once, not 2 or 4
 # times) are instantiated with x_ring, k_warps 1 and 4 stages only
 TOKEN_TILES = (1, 2, 4, 8)
@@ -69,8 +70,20 @@ class CudaGemmConfig:
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
     token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
+    # one warp of the CTA fills a CTA-wide ring of weights and x for the 8 computing warps
+    # (w4a16_gemm.cuh, gemm_producer_kernel): tiled, not x_ring, rows_per_warp 1, k_warps 1,
+    # token_tiles 1 or 2, stages one of PRODUCER_STAGES; the plain GEMM only (no routed rows)
+    producer: bool = False
 
     def __post_init__(self) -> None:
+        if self.producer:
+            if (not self.tiled or self.x_ring or self.rows_per_warp != 1 or self.k_warps != 1
+                    or self.token_tiles > 2 or self.stages not in PRODUCER_STAGES
+                    or self.ctas_per_sm < 1 or self.split_k < 0):
+                raise ValueError(f"bad CUDA W4A16 config {self}: the producer kernel needs tiled, no x_ring,"
+                                 f" rows_per_warp 1, k_warps 1, token_tiles 1 or 2, stages one of {PRODUCER_STAGES},"
+                                 f" ctas_per_sm >= 1, split_k >= 0")
+            return
         if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES
                 or self.k_warps not in (*K_WARPS, AUTO_K_WARPS)
                 or self.ctas_per_sm < 1 or self.split_k < 0 or (self.x_ring and not self.tiled)
@@ -92,7 +105,7 @@ class CudaGemmConfig:
     def label(self) -> str:
         return (f"r{self.rows_per_warp}k{self.k_warps}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
                 + ("t" if self.tiled else "") + ("x" if self.x_ring else "")
-                + (f"m{self.token_tiles}" if self.token_tiles != 2 else ""))
+                + (f"m{self.token_tiles}" if self.token_tiles != 2 else "") + ("w" if self.producer else ""))
 
 
 def token_tiles(m: int, max_tiles: int = 2) -> int:
@@ -253,7 +266,7 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
     """The largest power-of-two split of K (at most SPLIT_K_MAX, at least two 128-chunks
     per split) that keeps the grid (`batches` GEMMs of M x N, e.g. routed rows) within
     `ctas_per_sm * sms` CTAs; at least the split whose x slice fits the shared-memory budget
-    where the CTA stages x up front (not with x_ring)."""
+    where the CTA stages x up front (not with x_ring nor the producer kernel)."""
     if config.split_k:
         return config.split_k
     tiles = output_tiles(m, n, config.rows_per_cta, config.token_tiles) * batches
@@ -262,7 +275,7 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
     while (split * 2 <= SPLIT_K_MAX and tiles * split * 2 <= config.ctas_per_sm * sms
            and chunks // (split * 2) >= 2):
         split *= 2
-    return split if config.x_ring else max(split, min_split_for_x(m, k))
+    return split if config.x_ring or config.producer else max(split, min_split_for_x(m, k))
 
 
 # Per weight format, (largest M of the bucket, config); scripts/tune_w4a16_cuda.py writes such
@@ -408,7 +421,7 @@ def _launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, m: int, cfg: Cu
     torch.ops.swiglu_check_w4a16.gemm_(
         x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).contiguous(), y, partials, counters,
         row_expert, weights, FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, cfg.k_warps, split, plant,
-        int(cfg.tiled), int(cfg.x_ring), cfg.token_tiles)
+        int(cfg.tiled), int(cfg.x_ring), cfg.token_tiles, int(cfg.producer))
 
 
 def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Tensor,
@@ -425,6 +438,8 @@ def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Ten
     decode case, where a token's top-k experts are distinct."""
     if not isinstance(weight, FP4Weight) or weight.packed.dim() != 3:
         raise ValueError("weight must be an FP4Weight of [E, N, K] experts")
+    if config is not None and config.producer:
+        raise ValueError(f"the producer kernel takes no routed rows; got {config.label}")
     rows = row_expert.numel()
     _, n, k = weight.shape
     if x.dim() != 2 or x.shape[1] != k or x.dtype not in (torch.bfloat16, torch.float16):

@@ -3,7 +3,7 @@
 //   gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y,
 //         Tensor partials, Tensor counters, Tensor row_expert, Tensor row_weight, int format,
 //         int rows_per_warp, int stages, int k_warps, int split_k, int plant, int tiled,
-//         int x_ring, int token_tiles) -> ()
+//         int x_ring, int token_tiles, int producer) -> ()
 //
 // Routed rows (the MoE's expert GEMMs at a few tokens): with a non-empty int32
 // `row_expert` [R], packed is [E, N, K/2], scales [E, N, ...], global_scale [E], x [X, K]
@@ -34,6 +34,11 @@
 // token_tiles (1, 2, 4 or 8): the most 8-token MMA tiles a CTA takes (it takes the fewest
 // that hold M, up to this; more tokens run as several token groups). Above 2 only with
 // x_ring, tiled and k_warps 1: 64 tokens decode each weight once instead of 4 times.
+//
+// producer = 1: the producer-warp kernel (w4a16_gemm.cuh, gemm_producer_kernel): one warp
+// fills a CTA-wide ring of weights and x for 8 computing warps. Needs tiled, x_ring 0,
+// rows_per_warp 1, k_warps 1, token_tiles 1 or 2, stages 4 or 8, no routed rows and plant
+// 0 to 3.
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -69,10 +74,16 @@ bool aligned(const at::Tensor& t, int64_t bytes) {
 void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& global_scale,
           at::Tensor& y, const at::Tensor& partials, const at::Tensor& counters, const at::Tensor& row_expert,
           const at::Tensor& row_weight, int64_t format, int64_t rows_per_warp, int64_t stages, int64_t k_warps,
-          int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring, int64_t max_token_tiles) {
+          int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring, int64_t max_token_tiles, int64_t producer) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
-  require(stages == 4, "stages must be 4, got " + std::to_string(stages));
+  require(producer == 0 || producer == 1, "producer must be 0 or 1");
+  require(stages == 4 || (producer && stages == 8),
+          "stages must be 4 (or 8 with the producer kernel), got " + std::to_string(stages));
+  require(!producer || (tiled && !x_ring && rows_per_warp == 1 && k_warps == 1 && max_token_tiles <= 2 &&
+                        row_expert.numel() == 0 && plant <= 3),
+          "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1, token_tiles 1 or 2, no routed "
+          "rows and plant 0 to 3");
   require(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "k_warps must be 1, 2, 4 or 8, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 6, "plant must be 0 to 6, got " + std::to_string(plant));
   require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
@@ -210,8 +221,9 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.split_k = static_cast<int>(split_k);
   p.token_tiles = mt;
   const bool ring_x = x_ring != 0;
-  const int shared = gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp),
-                                       static_cast<int>(stages), static_cast<int>(k_warps), ring_x);
+  const int shared = producer ? static_cast<int>(stages) * producer_stage_bytes(static_cast<int>(format), mt)
+                              : gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp),
+                                                  static_cast<int>(stages), static_cast<int>(k_warps), ring_x);
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
     int max_shared = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));
@@ -223,10 +235,16 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   const bool bf16 = x.scalar_type() == at::kBFloat16;
   const int r = static_cast<int>(rows_per_warp), st = static_cast<int>(stages), kw = static_cast<int>(k_warps),
             pl = static_cast<int>(plant);
-  cudaError_t err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
-                                        : launch_bf16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream))
-                         : (format == 0 ? launch_fp16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
-                                        : launch_fp16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream));
+  cudaError_t err = cudaSuccess;
+  if (producer) {
+    err = bf16 ? (format == 0 ? launch_bf16_nvfp4_producer(p, st, pl, stream) : launch_bf16_mxfp4_producer(p, st, pl, stream))
+               : (format == 0 ? launch_fp16_nvfp4_producer(p, st, pl, stream) : launch_fp16_mxfp4_producer(p, st, pl, stream));
+  } else {
+    err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
+                              : launch_bf16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream))
+               : (format == 0 ? launch_fp16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
+                              : launch_fp16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream));
+  }
   require(err == cudaSuccess, std::string("kernel launch failed: ") + cudaGetErrorString(err));
 }
 
@@ -238,7 +256,7 @@ TORCH_LIBRARY_FRAGMENT(swiglu_check_w4a16, m) {
   m.def(
       "gemm_(Tensor x, Tensor packed, Tensor scales, Tensor global_scale, Tensor(a!) y, Tensor partials, "
       "Tensor counters, Tensor row_expert, Tensor row_weight, int format, int rows_per_warp, int stages, int k_warps, "
-      "int split_k, int plant, int tiled, int x_ring, int token_tiles) -> ()");
+      "int split_k, int plant, int tiled, int x_ring, int token_tiles, int producer) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(swiglu_check_w4a16, CUDA, m) { m.impl("gemm_", &swiglu_check::w4a16::gemm); }

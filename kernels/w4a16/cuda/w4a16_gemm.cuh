@@ -28,6 +28,8 @@
 //   next to each other, so the groups reading one weight tile share it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
 //   arrive sums them in split order (deterministic) and rounds once.
+// - gemm_producer_kernel (below, M <= 16 per token group) splits the CTA instead into
+//   warps that copy and warps that compute, handing a CTA-wide ring over by mbarriers.
 //
 // The K permutation (why no shuffles are needed)
 // For one weight row and one 128-element chunk, lane (g, c) = (lane / 4, lane % 4) loads
@@ -254,6 +256,18 @@ __device__ __forceinline__ uint32_t lane_scales(const uint8_t* run, int g, int c
   return bytes;
 }
 
+// Lane `lane`'s scale bytes of one tile's run in a ring stage (lane_scales); the tiled
+// layout keeps them together: one load.
+template <int FORMAT, int TL, int PLANT>
+__device__ __forceinline__ uint32_t read_lane_scales(const uint8_t* run, int lane) {
+  if constexpr (TL && PLANT != kScaleOffByOne) {
+    return chunk_scale_bytes(FORMAT) == 8 ? *reinterpret_cast<const uint32_t*>(run + 4 * lane)
+                                          : *reinterpret_cast<const uint16_t*>(run + 2 * lane);
+  } else {
+    return lane_scales<FORMAT, TL, PLANT>(run, lane >> 2, lane & 3);
+  }
+}
+
 // The tiled layout's words (cuda_gemm.tiled_layout, PLACED_BITS) keep the codes with their
 // bits already where a bf16 pair wants them: pair j holds elements (2j, 2j + 1) of the
 // word, its (m, e0, e1, sign) bits at
@@ -306,10 +320,75 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
   }
 }
 
-template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
-__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4 : 1) gemm_kernel(const GemmParams params) {
-  GemmParams p = params;
-  float row_weight = 1.0f;  // multiplies the result (exact when 1)
+// Two accumulator chains per (tile, token tile) where the registers allow (gemm_kernel).
+__host__ __device__ constexpr bool two_chains(int r, int mt) { return r * mt <= 8; }
+
+// One chunk of a warp's R tiles (weights wq, scale bytes as read_lane_scales gives them):
+// decoded, scaled and multiplied into acc (even words) and acc_odd (odd words, when
+// kTwoChains). load_x(j, w): token tile j's x operands of word w (tiled: as loaded).
+template <typename T, int FORMAT, int MT, int R, int TL, int PLANT, typename LoadX>
+__device__ __forceinline__ void chunk_mmas(float (&acc)[R][MT][4], float (&acc_odd)[R][MT][4], const uint4 (&wq)[R][2],
+                                           const uint32_t (&bytes)[R], const LoadX& load_x) {
+  constexpr bool kTwoChains = two_chains(R, MT);
+  if constexpr (PLANT == kNoMath) {  // keep the ring's reads, skip decode and MMAs
+    uint32_t bits = 0;
+#pragma unroll
+    for (int r = 0; r < R; ++r) bits ^= wq[r][0].x ^ wq[r][0].y ^ wq[r][0].z ^ wq[r][0].w ^ wq[r][1].x ^ wq[r][1].y ^
+                                        wq[r][1].z ^ wq[r][1].w ^ bytes[r];
+    acc[0][0][0] += __uint_as_float(bits & 0x007FFFFFu);
+  } else {
+    uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
+    if constexpr (PLANT != kNoDecode) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r], h, scale[r][h]);
+    }
+    uint32_t sink = 0;  // kNoMma: every MMA operand folded in, so none is dead code
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
+#pragma unroll
+      for (int j = 0; j < MT; ++j) bx[j] = PLANT == kNoXLoads ? wq[0][j & 1] : load_x(j, w);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        uint32_t lo[4], hi[4];  // rows g and g + 8
+        const uint4& q0 = wq[r][0];
+        const uint4& q1 = wq[r][1];
+        const uint32_t word0 = w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w;
+        const uint32_t word1 = w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w;
+        if constexpr (PLANT == kNoDecode) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) lo[i] = word0, hi[i] = word1;
+        } else {
+          decode_word<T, FORMAT, TL, PLANT>(word0, scale[r][0][w], lo);
+          decode_word<T, FORMAT, TL, PLANT>(word1, scale[r][1][w], hi);
+        }
+#pragma unroll
+        for (int t = 0; t < 2; ++t) {
+          const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
+#pragma unroll
+          for (int j = 0; j < MT; ++j) {
+            const uint32_t b0 = t == 0 ? bx[j].x : bx[j].z;
+            const uint32_t b1 = t == 0 ? bx[j].y : bx[j].w;
+            if constexpr (PLANT == kNoMma) {
+              sink ^= (j == 0 ? a[0] ^ a[1] ^ a[2] ^ a[3] : 0u) ^ b0 ^ b1;
+            } else {
+              Act<T>::mma(kTwoChains && (w & 1) ? acc_odd[r][j] : acc[r][j], a, b0, b1);
+            }
+          }
+        }
+      }
+    }
+    if constexpr (PLANT == kNoMma) acc[0][0][0] += __uint_as_float(sink & 0x007FFFFFu);
+  }
+}
+
+// Routed rows (GemmParams): row blockIdx.z's expert matrix, x row and y row, its partials
+// and counters; returns the weight its result is multiplied by (1 when not routed: exact).
+template <typename T>
+__device__ __forceinline__ float route_params(GemmParams& p) {
+  float row_weight = 1.0f;
   if (p.row_expert != nullptr) {  // routed row blockIdx.z (GemmParams): its expert's matrix, x row and y row
     const int r = blockIdx.z;
     const int e = min(max(__ldg(p.row_expert + r), 0), p.experts - 1);  // ids outside [0, E) must not read outside
@@ -325,8 +404,76 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
     }
     if (p.row_weight != nullptr) row_weight = __ldg(p.row_weight + r);
   }
+  return row_weight;
+}
+
+// The CTA's results: each storer thread's accumulators (rows row0 + 16 r + g (+ 8),
+// tokens token0 + 8 j + 2 c (+ 1)) times the global scale, rounded once into y; with
+// split-K as fp32 partials, which the last CTA of the tile to arrive sums in split order.
+// Every thread of the CTA calls it (its barriers).
+template <typename T, int FORMAT, int R, int MT>
+__device__ __forceinline__ void finish_tiles(const GemmParams& p, const float (&acc)[R][MT][4], int row0, int token0,
+                                             bool storer, float row_weight) {
+  const int g = (threadIdx.x & 31) >> 2;
+  const int c = threadIdx.x & 3;
+  const float gs = __ldg(p.global_scale) * Scales<T, FORMAT>::kResultFactor;
+  auto store_y = [&](int64_t index, float v) {
+    v *= row_weight;
+    if (p.y_fp32) static_cast<float*>(p.y)[index] = v;
+    else Act<T>::store(p.y, index, v);
+  };
+  // each of this thread's accumulators inside y: element i of tile (r, j) is row
+  // g + 8 * (i / 2), token 2c + i % 2 of the tile
+  auto each_output = [&](auto&& use) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int row = row0 + r * 16 + g + 8 * (i / 2);
+          const int token = token0 + 8 * j + 2 * c + (i % 2);
+          if (row < p.N && token < p.M) use(row, token, acc[r][j][i]);
+        }
+  };
+  if (p.split_k == 1) {
+    if (storer) each_output([&](int row, int token, float v) { store_y(token * p.y_stride + row, v * gs); });
+    return;
+  }
+  const int64_t plane = static_cast<int64_t>(p.M) * p.N;
+  if (storer) {
+    each_output([&](int row, int token, float v) {
+      __stcg(p.partials + blockIdx.y * plane + static_cast<int64_t>(token) * p.N + row, v);
+    });
+  }
+  // Arrival: the barrier orders every thread's partials before thread 0's fence, which
+  // makes them visible device-wide (fence cumulativity) before its atomic; one fence per
+  // CTA instead of one per thread. The last CTA's thread 0 fences again after its atomic,
+  // so the partials of all splits are visible to the whole CTA after the next barrier.
+  __syncthreads();
+  __shared__ int is_last;
+  const int tile = blockIdx.x;  // (counters of a routed row start at its own offset)
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(p.counters + tile, 1) == p.split_k - 1;
+    if (is_last) __threadfence();
+  }
+  __syncthreads();
+  if (!is_last || !storer) return;
+  each_output([&](int row, int token, float) {
+    const float* at = p.partials + static_cast<int64_t>(token) * p.N + row;
+    float total = __ldcg(at);
+    for (int s = 1; s < p.split_k; ++s) total += __ldcg(at + s * plane);
+    store_y(token * p.y_stride + row, total * gs);
+  });
+  if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next call
+}
+
+template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
+__global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4 : 1) gemm_kernel(const GemmParams params) {
+  GemmParams p = params;
+  const float row_weight = route_params<T>(p);  // multiplies the result (exact when 1)
   constexpr int kScaleBytes = chunk_scale_bytes(FORMAT);  // per row and chunk
-  constexpr int kScalesPerLane = kScaleBytes / 4;  // blocks covered by a lane's 32 elements of a chunk
   constexpr int kStageBytes = R * ring_tile_bytes(FORMAT);  // weights and scales of a warp's ring stage
   static_assert(S >= 2, "the ring needs two stages at least");
   static_assert(kWarps % KW == 0, "the CTA's warps split into KW warps along K per row group");
@@ -396,7 +543,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   // (summed once at the end). H100, session 10: 1x4096x14336 NVFP4 14.4-14.7 -> 13.9 us,
   // 16x4096x14336 19.4-19.7 -> 19.1. (Session 9 split by k16 step within a word instead: no
   // gain.) Not where the registers would spill (R * MT = 16).
-  constexpr bool kTwoChains = R * MT <= 8;
+  constexpr bool kTwoChains = two_chains(R, MT);
   float acc[R][MT][4];
   float acc_odd[R][MT][4];
 #pragma unroll
@@ -482,13 +629,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   auto read_scales = [&](int stage, uint32_t (&bytes)[R]) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const uint8_t* run = ring + stage * kStageBytes + R * kWeightTileBytes + r * 16 * kScaleBytes;
-      if constexpr (TL && PLANT != kScaleOffByOne) {
-        bytes[r] = kScalesPerLane == 2 ? *reinterpret_cast<const uint32_t*>(run + 4 * lane)
-                                       : *reinterpret_cast<const uint16_t*>(run + 2 * lane);
-      } else {
-        bytes[r] = lane_scales<FORMAT, TL, PLANT>(run, g, c);
-      }
+      bytes[r] = read_lane_scales<FORMAT, TL, PLANT>(ring + stage * kStageBytes + R * kWeightTileBytes + r * 16 * kScaleBytes, lane);
     }
   };
 
@@ -585,58 +726,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   };
 
   auto compute = [&](const uint4 (&wq)[R][2], const uint32_t (&bytes)[R], int stage, int q) {
-    if constexpr (PLANT == kNoMath) {  // keep the ring's reads, skip decode and MMAs
-      uint32_t bits = 0;
-#pragma unroll
-      for (int r = 0; r < R; ++r) bits ^= wq[r][0].x ^ wq[r][0].y ^ wq[r][0].z ^ wq[r][0].w ^ wq[r][1].x ^ wq[r][1].y ^
-                                          wq[r][1].z ^ wq[r][1].w ^ bytes[r];
-      acc[0][0][0] += __uint_as_float(bits & 0x007FFFFFu);
-    } else {
-      uint32_t scale[R][2][4];  // [tile][row g, g + 8][word]
-      if constexpr (PLANT != kNoDecode) {
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) scale_pairs<T, FORMAT>(bytes[r], h, scale[r][h]);
-      }
-      uint32_t sink = 0;  // kNoMma: every MMA operand folded in, so none is dead code
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        uint4 bx[MT];  // [token tile]: (step 0: b0, b1; step 1: b0, b1)
-#pragma unroll
-        for (int j = 0; j < MT; ++j) bx[j] = PLANT == kNoXLoads ? wq[0][j & 1] : load_bx(j, stage, q, w);
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          uint32_t lo[4], hi[4];  // rows g and g + 8
-          const uint4& q0 = wq[r][0];
-          const uint4& q1 = wq[r][1];
-          const uint32_t word0 = w == 0 ? q0.x : w == 1 ? q0.y : w == 2 ? q0.z : q0.w;
-          const uint32_t word1 = w == 0 ? q1.x : w == 1 ? q1.y : w == 2 ? q1.z : q1.w;
-          if constexpr (PLANT == kNoDecode) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) lo[i] = word0, hi[i] = word1;
-          } else {
-            decode_word<T, FORMAT, TL, PLANT>(word0, scale[r][0][w], lo);
-            decode_word<T, FORMAT, TL, PLANT>(word1, scale[r][1][w], hi);
-          }
-#pragma unroll
-          for (int t = 0; t < 2; ++t) {
-            const uint32_t a[4] = {lo[2 * t], hi[2 * t], lo[2 * t + 1], hi[2 * t + 1]};
-#pragma unroll
-            for (int j = 0; j < MT; ++j) {
-              const uint32_t b0 = t == 0 ? bx[j].x : bx[j].z;
-              const uint32_t b1 = t == 0 ? bx[j].y : bx[j].w;
-              if constexpr (PLANT == kNoMma) {
-                sink ^= (j == 0 ? a[0] ^ a[1] ^ a[2] ^ a[3] : 0u) ^ b0 ^ b1;
-              } else {
-                Act<T>::mma(kTwoChains && (w & 1) ? acc_odd[r][j] : acc[r][j], a, b0, b1);
-              }
-            }
-          }
-        }
-      }
-      if constexpr (PLANT == kNoMma) acc[0][0][0] += __uint_as_float(sink & 0x007FFFFFu);
-    }
+    chunk_mmas<T, FORMAT, MT, R, TL, PLANT>(acc, acc_odd, wq, bytes, [&](int j, int w) { return load_bx(j, stage, q, w); });
   };
 
   // XR: every warp runs the CTA's steps (the barrier), computing its own only
@@ -714,70 +804,221 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
     }
   }
 
-  const float gs = __ldg(p.global_scale) * Scales<T, FORMAT>::kResultFactor;
-  auto store_y = [&](int64_t index, float v) {
-    v *= row_weight;
-    if (p.y_fp32) static_cast<float*>(p.y)[index] = v;
-    else Act<T>::store(p.y, index, v);
-  };
-  // accumulator element i of tile (r, j): row g + 8 * (i / 2), token 2c + i % 2
-  if (p.split_k == 1) {
-    if (!storer) return;
+  finish_tiles<T, FORMAT, R, MT>(p, acc, row0, token0, storer, row_weight);
+}
+
+// ---------------------------------------------------------------------------------------
+// The producer-warp kernel (GemmParams via launch_producer; tiled layout, M <= 16 per token
+// group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step,
+// and kProducerWarps producer warps that fill a CTA-wide ring of S stages, each holding the
+// CTA's tiles of one chunk (weights and scales: one bulk copy when the pieces are
+// chunk-major, else one per tile) and its tokens' x of that chunk (16-byte cp.async pieces
+// shared by the producer threads, the x ring's layout). Full and empty mbarriers hand the
+// stages over, so the consumers issue no copies, no address arithmetic for them and no CTA
+// barrier: a step is a wait, the shared loads, an arrive and the math. H100, session 13,
+// 16x4096x14336 NVFP4: 17.6 us against 18.9 for the x ring (kernels/w4a16/NOTES.md); with
+// one producer warp 30 us (its 8 x copies per step and thread had about one step in
+// flight), with a bulk copy per tile 38 us (a bulk copy costs per copy, not per byte).
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(count));
+}
+// Blocks until the phase of parity `parity` of `bar` has completed.
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(shared_address(bar)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_address(bar)) : "memory");
+}
+// The current phase of `bar` also waits for `bytes` more bytes of bulk copies.
+__device__ __forceinline__ void mbarrier_expect_bytes(uint64_t* bar, int bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes) : "memory");
+}
+// One arrival on `bar` (counted in its expected arrivals) once every cp.async this thread
+// issued before has landed.
+__device__ __forceinline__ void mbarrier_arrive_after_copies(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(shared_address(bar)) : "memory");
+}
+// `bytes` (a multiple of 16, both ends 16-byte aligned) global -> shared by the bulk-copy
+// engine, counted on `bar`'s transaction bytes.
+__device__ __forceinline__ void bulk_copy(void* smem, const void* gmem, int bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               ::"r"(shared_address(smem)), "l"(gmem), "r"(bytes), "r"(shared_address(bar))
+               : "memory");
+}
+
+constexpr int kProducerWarps = 4;  // the x copies spread over them: 2 per thread and step at 16 tokens
+
+template <typename T, int FORMAT, int MT, int S, int PLANT>
+__global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_producer_kernel(const GemmParams params) {
+  GemmParams p = params;
+  const float row_weight = route_params<T>(p);
+  constexpr int kTileBytes = ring_tile_bytes(FORMAT);
+  extern __shared__ __align__(128) uint4 smem[];
+  __shared__ __align__(8) uint64_t full[S];   // stage s holds step n's chunk (n % S == s)
+  __shared__ __align__(8) uint64_t empty[S];  // every consumer warp has read stage s
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;  // kWarps: the producer
+  const int g = lane >> 2;
+  const int c = lane & 3;
+  const int groups = (p.M + 8 * MT - 1) / (8 * MT);
+  const int tile0 = (blockIdx.x / groups) * kWarps;  // the CTA's first 16-row tile
+  const int token0 = (blockIdx.x % groups) * MT * 8;
+  const int tokens = min(8 * MT, p.M - token0);
+  const int cta_tiles = min(kWarps, (p.N + 15) / 16 - tile0);  // warps past the last tile idle
+  constexpr int kStageBytes = producer_stage_bytes(FORMAT, MT);
+  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem);  // stage s: [tile][kTileBytes], then x [token][x_ring_token_bytes]
+
+  const int chunks = (p.K + kChunk - 1) / kChunk;
+  const int per_split = (chunks + p.split_k - 1) / p.split_k;
+  const int chunk_begin = blockIdx.y * per_split;
+  const int steps = max(min(chunks, chunk_begin + per_split) - chunk_begin, 0);
+
+  if (threadIdx.x == 0) {
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+    for (int s = 0; s < S; ++s) {
+      mbarrier_init(&full[s], kProducerWarps * 32);  // the producer threads, each once its x copies have landed
+      mbarrier_init(&empty[s], cta_tiles);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  float acc[1][MT][4];
+  float acc_odd[1][MT][4];
+#pragma unroll
+  for (int j = 0; j < MT; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[0][j][i] = acc_odd[0][j][i] = 0.0f;
+
+  if (warp >= kWarps) {
+    const int pt = threadIdx.x - kWarps * 32;  // producer thread
+    // Chunk-major pieces: lane 0 copies the CTA's tiles of each chunk at once; else lane
+    // t < cta_tiles copies tile t's piece. The lanes share the x pieces:
+    // piece i = lane + 32 u is token i / 16's 8-element group i % 16 (elements 32c + 8w:
+    // c = group / 4, w = group % 4, at w * 64 + c * 16 of the token's row in the stage).
+    // Rows of tokens past the group's end are not copied (their lanes read the last token).
+    constexpr int kPieces = (MT * 8 * 16 + kProducerWarps * 32 - 1) / (kProducerWarps * 32);  // per thread
+    const uint8_t* w_src = p.packed + static_cast<int64_t>(tile0 + min(pt, cta_tiles - 1)) * p.packed_stride +
+                           static_cast<int64_t>(chunk_begin) * p.chunk_stride;
+    const bool contiguous = p.packed_stride == kTileBytes;  // chunk-major: a chunk's tiles lie in one run
+    for (int n = 0; n < steps; ++n) {
+      const int s = n % S;
+      if (n >= S) mbarrier_wait(&empty[s], ((n / S) & 1) ^ 1);  // step n - S's readers are done
+      uint8_t* const stage = ring + s * kStageBytes;
+      if (contiguous) {  // one bulk copy for the CTA's tiles (a bulk copy's cost is mostly per copy)
+        if (pt == 0) {
+          mbarrier_expect_bytes(&full[s], cta_tiles * kTileBytes);
+          bulk_copy(stage, w_src, cta_tiles * kTileBytes, &full[s]);
+        }
+      } else if (pt < cta_tiles) {
+        mbarrier_expect_bytes(&full[s], kTileBytes);
+        bulk_copy(stage + pt * kTileBytes, w_src, kTileBytes, &full[s]);
+      }
+      w_src += p.chunk_stride;
+      const int chunk = chunk_begin + n;
+#pragma unroll
+      for (int u = 0; u < kPieces; ++u) {
+        const int piece = pt + kProducerWarps * 32 * u;
+        const int t = piece >> 4;
+        const int group = piece & 15;
+        if (t < tokens) {
+          const int k = chunk * kChunk + 8 * group;
+          const bool valid = k < p.K;  // else zeros (the address stays inside x)
+          const T* from = static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0);
+          copy_async_l1<16>(stage + kWarps * kTileBytes + t * x_ring_token_bytes() + (group & 3) * 64 + (group >> 2) * 16,
+                            from, valid);
+        }
+      }
+      mbarrier_arrive_after_copies(&full[s]);
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
+  } else if (warp < cta_tiles) {
+    // lanes of tokens past the end read the last token (their results are never stored)
+    int x_lane[MT];
+#pragma unroll
+    for (int j = 0; j < MT; ++j) x_lane[j] = kWarps * kTileBytes + min(8 * j + g, tokens - 1) * x_ring_token_bytes() + c * 16;
+    uint32_t parity = 0;
+    for (int base = 0; base < steps; base += S) {
+#pragma unroll
+      for (int i = 0; i < S; ++i) {
+        if (base + i < steps) {
+          const uint8_t* const stage = ring + i * kStageBytes;
+          mbarrier_wait(&full[i], parity);
+          uint4 wq[1][2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wq[0][h] = reinterpret_cast<const uint4*>(stage + warp * kTileBytes)[h * 32 + lane];
+          uint32_t bytes[1] = {read_lane_scales<FORMAT, 1, PLANT>(stage + warp * kTileBytes + kWeightTileBytes, lane)};
+          uint4 bx[MT][4];
+#pragma unroll
+          for (int j = 0; j < MT; ++j)
+#pragma unroll
+            for (int w = 0; w < 4; ++w) bx[j][w] = *reinterpret_cast<const uint4*>(stage + x_lane[j] + w * 64);
+          __syncwarp();
+          if (lane == 0) mbarrier_arrive(&empty[i]);
+          chunk_mmas<T, FORMAT, MT, 1, 1, PLANT>(acc, acc_odd, wq, bytes, [&](int j, int w) { return bx[j][w]; });
+        }
+      }
+      parity ^= 1;
+    }
+    if constexpr (two_chains(1, MT)) {
 #pragma unroll
       for (int j = 0; j < MT; ++j)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int row = row0 + r * 16 + g + 8 * (i / 2);
-          const int token = token0 + 8 * j + 2 * c + (i % 2);
-          if (row < p.N && token < p.M) store_y(token * p.y_stride + row, acc[r][j][i] * gs);
-        }
-    return;
+        for (int i = 0; i < 4; ++i) acc[0][j][i] += acc_odd[0][j][i];
+    }
   }
-  const int64_t plane = static_cast<int64_t>(p.M) * p.N;
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = row0 + r * 16 + g + 8 * (i / 2);
-        const int token = token0 + 8 * j + 2 * c + (i % 2);
-        if (storer && row < p.N && token < p.M) {
-          __stcg(p.partials + blockIdx.y * plane + static_cast<int64_t>(token) * p.N + row, acc[r][j][i]);
-        }
-      }
-  // Arrival: the barrier orders every thread's partials before thread 0's fence, which
-  // makes them visible device-wide (fence cumulativity) before its atomic; one fence per
-  // CTA instead of one per thread. The last CTA's thread 0 fences again after its atomic,
-  // so the partials of all splits are visible to the whole CTA after the next barrier.
-  __syncthreads();
-  __shared__ int is_last;
-  const int tile = blockIdx.x;  // (counters of a routed row start at its own offset)
-  if (threadIdx.x == 0) {
-    __threadfence();
-    is_last = atomicAdd(p.counters + tile, 1) == p.split_k - 1;
-    if (is_last) __threadfence();
+  const bool storer = warp < cta_tiles;
+  finish_tiles<T, FORMAT, 1, MT>(p, acc, (tile0 + min(warp, kWarps - 1)) * 16, token0, storer, row_weight);
+}
+
+template <typename T, int FORMAT, int MT, int S, int PLANT>
+cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
+  const auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, PLANT>;
+  constexpr int bytes = S * producer_stage_bytes(FORMAT, MT);
+  if (bytes > kDefaultSharedBytes) {
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (err != cudaSuccess) return err;
   }
-  __syncthreads();
-  if (!is_last || !storer) return;
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = row0 + r * 16 + g + 8 * (i / 2);
-        const int token = token0 + 8 * j + 2 * c + (i % 2);
-        if (row < p.N && token < p.M) {
-          const float* at = p.partials + static_cast<int64_t>(token) * p.N + row;
-          float total = __ldcg(at);
-          for (int s = 1; s < p.split_k; ++s) total += __ldcg(at + s * plane);
-          store_y(token * p.y_stride + row, total * gs);
-        }
-      }
-  if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next call
+  kernel<<<grid, (kWarps + kProducerWarps) * 32, bytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// M <= 16 per token group, the tiled layout, one 16-row tile per consumer warp, 4 or 8 stages.
+template <typename T, int FORMAT>
+cudaError_t launch_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream) {
+  const int mt = p.token_tiles;
+  const int groups = (p.M + 8 * mt - 1) / (8 * mt);
+  const dim3 grid(((p.N + 16 * kWarps - 1) / (16 * kWarps)) * groups, p.split_k);
+  if (p.row_expert != nullptr || (mt != 1 && mt != 2) || (stages != 4 && stages != 8)) return cudaErrorInvalidValue;
+  auto pick = [&](auto mt_tag, auto s_tag) -> cudaError_t {
+    constexpr int kMT = decltype(mt_tag)::value;
+    constexpr int kS = decltype(s_tag)::value;
+    switch (plant) {
+      case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kNoPlant>(p, grid, stream);
+      case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kNibbleSwap>(p, grid, stream);
+      case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kScaleOffByOne>(p, grid, stream);
+      case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kNoMath>(p, grid, stream);
+      default: return cudaErrorInvalidValue;
+    }
+  };
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  using Four = std::integral_constant<int, 4>;
+  using Eight = std::integral_constant<int, 8>;
+  if (mt == 1) return stages == 4 ? pick(One{}, Four{}) : pick(One{}, Eight{});
+  return stages == 4 ? pick(Two{}, Four{}) : pick(Two{}, Eight{});
 }
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: GemmParams.token_tiles,

@@ -78,6 +78,13 @@ __host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChu
 // slice's order (x_row_bytes), plus 64 bytes for the banks as there.
 __host__ __device__ constexpr int x_ring_token_bytes() { return kChunk * 2 + 64; }
 
+// One stage of the producer kernel's CTA-wide ring (w4a16_gemm.cuh, gemm_producer_kernel):
+// the kWarps tiles' pieces of one chunk, then x rows for 8 * token_tiles tokens, rounded up to
+// 128 bytes so that every stage starts on the grid of its global source.
+__host__ __device__ constexpr int producer_stage_bytes(int format, int token_tiles) {
+  return (kWarps * ring_tile_bytes(format) + 8 * token_tiles * x_ring_token_bytes() + 127) / 128 * 128;
+}
+
 // Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
 // weights and scales), then the CTA's x: with x_ring a ring of `stages` steps, each the
 // tokens (at most 8 per token tile) over the k_warps chunks the warps take at one step;
@@ -90,6 +97,11 @@ inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp,
   return rings + (x_ring ? stages * k_warps * tokens * x_ring_token_bytes() : tokens * x_row_bytes(per_split));
 }
 
+// The producer-warp kernel (stages 4 or 8): launch_<dtype>_<format>_producer.
+cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_bf16_mxfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_nvfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_mxfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
                              cudaStream_t stream);
 cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
