@@ -308,7 +308,12 @@ def choose_split_k(m: int, n: int, k: int, config: CudaGemmConfig, sms: int, bat
 # expert rows) 8 warps cost 41.1 -> 42.7 us (NVFP4) and 42.7 -> 47.6 (MXFP4) in calls 3 and
 # 5; aiming those at two CTAs per SM did not win it back (44.5, 46.3; call 6).
 _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stages=4, tiled=True)
-_M16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
+# Session 13: the producer-warp kernel (4 warps copy, 8 compute; one CTA per SM, 4 stages)
+# took M = 2 to 16 (call 6, same run, against the x ring at two warps along K, two CTAs per
+# SM; us, NVFP4 / MXFP4): 16x4096x14336 17.6 / 18.4 against 18.9 / 19.5, 16x14336x4096 21.5
+# / 22.1 against 22.8 / 22.9, 16x4096x4096 12.7 / 12.9 against 12.9 / 13.1, 8x4096x14336
+# 15.0 / 15.7 against 17.4 / 18.5. Eight stages were no faster (17.4 / 20.0 at 16x4096x14336).
+_M16 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=1, stages=4, tiled=True, producer=True)
 _M64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
 _BOTH = ((1, _M1), (16, _M16), (1 << 30, _M64))  # one table for both formats since session 10
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}
