@@ -70,7 +70,7 @@ class CudaGemmConfig:
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
     token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
-    # one warp of the CTA fills a CTA-wide ring of weights and x for the 8 computing warps
+    # 4 warps of the CTA fill a CTA-wide ring of weights and x for the 8 computing warps
     # (w4a16_gemm.cuh, gemm_producer_kernel): tiled, not x_ring, rows_per_warp 1, k_warps 1,
     # token_tiles 1 or 2, stages one of PRODUCER_STAGES; the plain GEMM only (no routed rows)
     producer: bool = False

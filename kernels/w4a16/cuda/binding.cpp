@@ -35,8 +35,8 @@
 // that hold M, up to this; more tokens run as several token groups). Above 2 only with
 // x_ring, tiled and k_warps 1: 64 tokens decode each weight once instead of 4 times.
 //
-// producer = 1: the producer-warp kernel (w4a16_gemm.cuh, gemm_producer_kernel): one warp
-// fills a CTA-wide ring of weights and x for 8 computing warps. Needs tiled, x_ring 0,
+// producer = 1: the producer-warp kernel (w4a16_gemm.cuh, gemm_producer_kernel): 4 warps
+// fill a CTA-wide ring of weights and x for 8 computing warps. Needs tiled, x_ring 0,
 // rows_per_warp 1, k_warps 1, token_tiles 1 or 2, stages 4 or 8, no routed rows and plant
 // 0 to 3.
 //

@@ -323,6 +323,19 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
 // Two accumulator chains per (tile, token tile) where the registers allow (gemm_kernel).
 __host__ __device__ constexpr bool two_chains(int r, int mt) { return r * mt <= 8; }
 
+// acc += acc_odd (the two chains' sums, once after the last chunk).
+template <int R, int MT>
+__device__ __forceinline__ void fold_odd_chain(float (&acc)[R][MT][4], const float (&acc_odd)[R][MT][4]) {
+  if constexpr (two_chains(R, MT)) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[r][j][i] += acc_odd[r][j][i];
+  }
+}
+
 // One chunk of a warp's R tiles (weights wq, scale bytes as read_lane_scales gives them):
 // decoded, scaled and multiplied into acc (even words) and acc_odd (odd words, when
 // kTwoChains). load_x(j, w): token tile j's x operands of word w (tiled: as loaded).
@@ -543,7 +556,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   // (summed once at the end). H100, session 10: 1x4096x14336 NVFP4 14.4-14.7 -> 13.9 us,
   // 16x4096x14336 19.4-19.7 -> 19.1. (Session 9 split by k16 step within a word instead: no
   // gain.) Not where the registers would spill (R * MT = 16).
-  constexpr bool kTwoChains = two_chains(R, MT);
   float acc[R][MT][4];
   float acc_odd[R][MT][4];
 #pragma unroll
@@ -766,14 +778,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
     }
   }
   wait_async<0>();  // no copy may be in flight when the CTA exits (nor when the ring is reused below)
-  if constexpr (kTwoChains) {
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[r][j][i] += acc_odd[r][j][i];
-  }
+  fold_odd_chain(acc, acc_odd);
 
   // The KW warps of a row group summed in warp order through shared memory (the rings are
   // free now): warp kw > 0 leaves its sums, the group's first warp adds them and stores.
@@ -805,6 +810,22 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   }
 
   finish_tiles<T, FORMAT, R, MT>(p, acc, row0, token0, storer, row_weight);
+}
+
+// Lets `Kernel` launch with `bytes` of dynamic shared memory: above the default limit an
+// opt-in, per device, made once for the largest size asked so far.
+template <auto Kernel>
+cudaError_t allow_shared_bytes(int bytes) {
+  if (bytes <= kDefaultSharedBytes) return cudaSuccess;
+  constexpr int kDevices = 64;
+  static int opted[kDevices] = {};  // the largest size opted in so far on each device
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  if (device < kDevices && bytes <= opted[device]) return cudaSuccess;
+  err = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (err == cudaSuccess && device < kDevices) opted[device] = bytes;
+  return err;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -869,7 +890,7 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
   __shared__ __align__(8) uint64_t full[S];   // stage s holds step n's chunk (n % S == s)
   __shared__ __align__(8) uint64_t empty[S];  // every consumer warp has read stage s
   const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;  // kWarps: the producer
+  const int warp = threadIdx.x >> 5;  // kWarps and up: the producers
   const int g = lane >> 2;
   const int c = lane & 3;
   const int groups = (p.M + 8 * MT - 1) / (8 * MT);
@@ -904,12 +925,24 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
 
   if (warp >= kWarps) {
     const int pt = threadIdx.x - kWarps * 32;  // producer thread
-    // Chunk-major pieces: lane 0 copies the CTA's tiles of each chunk at once; else lane
-    // t < cta_tiles copies tile t's piece. The lanes share the x pieces:
-    // piece i = lane + 32 u is token i / 16's 8-element group i % 16 (elements 32c + 8w:
-    // c = group / 4, w = group % 4, at w * 64 + c * 16 of the token's row in the stage).
-    // Rows of tokens past the group's end are not copied (their lanes read the last token).
+    // Chunk-major pieces: thread 0 copies the CTA's tiles of each chunk at once; else thread
+    // t < cta_tiles copies tile t's piece. The threads share the x pieces: piece
+    // i = pt + 128 u is token i / 16's 8-element group i % 16 (elements 32c + 8w: c = group / 4,
+    // w = group % 4, at w * 64 + c * 16 of the token's row in the stage). Rows of tokens past
+    // the group's end are not copied (their lanes read the last token).
     constexpr int kPieces = (MT * 8 * 16 + kProducerWarps * 32 - 1) / (kProducerWarps * 32);  // per thread
+    // each piece's x source at chunk 0 and place in a stage, set once (a step adds the chunk)
+    const T* x_from[kPieces];
+    int x_to[kPieces];
+    int x_group[kPieces];
+#pragma unroll
+    for (int u = 0; u < kPieces; ++u) {
+      const int piece = pt + kProducerWarps * 32 * u;
+      const int t = min(piece >> 4, tokens - 1);  // (pieces of tokens past the end are not copied)
+      x_group[u] = (piece >> 4) < tokens ? piece & 15 : -1;
+      x_from[u] = static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + 8 * (piece & 15);
+      x_to[u] = kWarps * kTileBytes + t * x_ring_token_bytes() + (piece & 3) * 64 + ((piece & 15) >> 2) * 16;
+    }
     const uint8_t* w_src = p.packed + static_cast<int64_t>(tile0 + min(pt, cta_tiles - 1)) * p.packed_stride +
                            static_cast<int64_t>(chunk_begin) * p.chunk_stride;
     const bool contiguous = p.packed_stride == kTileBytes;  // chunk-major: a chunk's tiles lie in one run
@@ -930,15 +963,9 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
       const int chunk = chunk_begin + n;
 #pragma unroll
       for (int u = 0; u < kPieces; ++u) {
-        const int piece = pt + kProducerWarps * 32 * u;
-        const int t = piece >> 4;
-        const int group = piece & 15;
-        if (t < tokens) {
-          const int k = chunk * kChunk + 8 * group;
-          const bool valid = k < p.K;  // else zeros (the address stays inside x)
-          const T* from = static_cast<const T*>(p.x) + static_cast<int64_t>(token0 + t) * p.x_stride + (valid ? k : 0);
-          copy_async_l1<16>(stage + kWarps * kTileBytes + t * x_ring_token_bytes() + (group & 3) * 64 + (group >> 2) * 16,
-                            from, valid);
+        if (x_group[u] >= 0) {
+          const bool valid = chunk * kChunk + 8 * x_group[u] < p.K;  // else zeros (from element 0 of the row)
+          copy_async_l1<16>(stage + x_to[u], x_from[u] + (valid ? chunk * kChunk : -8 * x_group[u]), valid);
         }
       }
       mbarrier_arrive_after_copies(&full[s]);
@@ -972,12 +999,7 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
       }
       parity ^= 1;
     }
-    if constexpr (two_chains(1, MT)) {
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[0][j][i] += acc_odd[0][j][i];
-    }
+    fold_odd_chain(acc, acc_odd);
   }
   const bool storer = warp < cta_tiles;
   finish_tiles<T, FORMAT, 1, MT>(p, acc, (tile0 + min(warp, kWarps - 1)) * 16, token0, storer, row_weight);
@@ -985,12 +1007,10 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
 
 template <typename T, int FORMAT, int MT, int S, int PLANT>
 cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, PLANT>;
+  constexpr auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, PLANT>;
   constexpr int bytes = S * producer_stage_bytes(FORMAT, MT);
-  if (bytes > kDefaultSharedBytes) {
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (err != cudaSuccess) return err;
-  }
+  const cudaError_t err = allow_shared_bytes<kernel>(bytes);
+  if (err != cudaSuccess) return err;
   kernel<<<grid, (kWarps + kProducerWarps) * 32, bytes, stream>>>(p);
   return cudaGetLastError();
 }
@@ -1000,7 +1020,8 @@ template <typename T, int FORMAT>
 cudaError_t launch_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
   const int groups = (p.M + 8 * mt - 1) / (8 * mt);
-  const dim3 grid(((p.N + 16 * kWarps - 1) / (16 * kWarps)) * groups, p.split_k);
+  const int rows = cta_rows(1, 1);
+  const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k);
   if (p.row_expert != nullptr || (mt != 1 && mt != 2) || (stages != 4 && stages != 8)) return cudaErrorInvalidValue;
   auto pick = [&](auto mt_tag, auto s_tag) -> cudaError_t {
     constexpr int kMT = decltype(mt_tag)::value;
@@ -1029,20 +1050,10 @@ cudaError_t launch_producer(const GemmParams& p, int stages, int plant, cudaStre
 // Planted bugs and diagnostics exist for R = 1, S = 4.
 template <typename T, int FORMAT, int MT, int R, int S, int KW, int TL, int XR, int PLANT>
 cudaError_t launch_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
-  const auto kernel = gemm_kernel<T, FORMAT, MT, R, S, KW, TL, XR, PLANT>;
+  constexpr auto kernel = gemm_kernel<T, FORMAT, MT, R, S, KW, TL, XR, PLANT>;
   const int bytes = gemm_shared_bytes(p, FORMAT, R, S, KW, XR != 0);
-  if (bytes > kDefaultSharedBytes) {  // above the default dynamic shared memory limit: opt in, per device
-    constexpr int kDevices = 64;
-    static int opted[kDevices] = {};  // the largest size opted in so far on each device
-    int device = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err != cudaSuccess) return err;
-    if (device >= kDevices || bytes > opted[device]) {
-      err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-      if (err != cudaSuccess) return err;
-      if (device < kDevices) opted[device] = bytes;
-    }
-  }
+  const cudaError_t err = allow_shared_bytes<kernel>(bytes);
+  if (err != cudaSuccess) return err;
   kernel<<<grid, kWarps * 32, bytes, stream>>>(p);
   return cudaGetLastError();
 }
