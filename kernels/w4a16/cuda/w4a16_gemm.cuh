@@ -425,7 +425,7 @@ __device__ __forceinline__ float route_params(GemmParams& p) {
 // split-K as fp32 partials, which the last CTA of the tile to arrive sums in split order.
 // Every thread of the CTA calls it (its barriers).
 template <typename T, int FORMAT, int R, int MT>
-__device__ __forceinline__ void finish_tiles(const GemmParams& p, const float (&acc)[R][MT][4], int row0, int token0,
+__device__ __forceinline__ void finish_tiles(const GemmParams& p, float (&acc)[R][MT][4], int row0, int token0,
                                              bool storer, float row_weight) {
   const int g = (threadIdx.x & 31) >> 2;
   const int c = threadIdx.x & 3;
@@ -435,27 +435,31 @@ __device__ __forceinline__ void finish_tiles(const GemmParams& p, const float (&
     if (p.y_fp32) static_cast<float*>(p.y)[index] = v;
     else Act<T>::store(p.y, index, v);
   };
-  // each of this thread's accumulators inside y: element i of tile (r, j) is row
-  // g + 8 * (i / 2), token 2c + i % 2 of the tile
-  auto each_output = [&](auto&& use) {
+  // Output e of this thread's R * MT * 4 is element i = e % 4 of tile (r, j) = (e / (4 MT),
+  // e / 4 % MT): row g + 8 * (i / 2), token 2c + i % 2 of the tile; false outside y.
+  constexpr int kOutputs = R * MT * 4;
+  auto output_at = [&](int e, int& row, int& token) {
+    const int i = e % 4;
+    row = row0 + (e / (4 * MT)) * 16 + g + 8 * (i / 2);
+    token = token0 + 8 * (e / 4 % MT) + 2 * c + (i % 2);
+    return row < p.N && token < p.M;
+  };
+  // `use(row, token, value)` for each of this thread's values (acc's shape) inside y
+  auto each_output = [&](auto& values, auto&& use) {
+    float* const flat = &values[0][0][0];
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int row = row0 + r * 16 + g + 8 * (i / 2);
-          const int token = token0 + 8 * j + 2 * c + (i % 2);
-          if (row < p.N && token < p.M) use(row, token, acc[r][j][i]);
-        }
+    for (int e = 0; e < kOutputs; ++e) {
+      int row, token;
+      if (output_at(e, row, token)) use(row, token, flat[e]);
+    }
   };
   if (p.split_k == 1) {
-    if (storer) each_output([&](int row, int token, float v) { store_y(token * p.y_stride + row, v * gs); });
+    if (storer) each_output(acc, [&](int row, int token, float v) { store_y(token * p.y_stride + row, v * gs); });
     return;
   }
   const int64_t plane = static_cast<int64_t>(p.M) * p.N;
   if (storer) {
-    each_output([&](int row, int token, float v) {
+    each_output(acc, [&](int row, int token, float v) {
       __stcg(p.partials + blockIdx.y * plane + static_cast<int64_t>(token) * p.N + row, v);
     });
   }
@@ -473,12 +477,34 @@ __device__ __forceinline__ void finish_tiles(const GemmParams& p, const float (&
   }
   __syncthreads();
   if (!is_last || !storer) return;
-  each_output([&](int row, int token, float) {
-    const float* at = p.partials + static_cast<int64_t>(token) * p.N + row;
-    float total = __ldcg(at);
-    for (int s = 1; s < p.split_k; ++s) total += __ldcg(at + s * plane);
-    store_y(token * p.y_stride + row, total * gs);
-  });
+  // Up to 16 of the thread's loads in flight at once (16 outputs of one split or 8 of two;
+  // 4 of two where R * MT = 1, whose kernels have 64 registers and spilled with 16): one L2
+  // round trip per group, not one per load as when each output summed its splits in turn
+  // (16x512x4096 at split 2: 6.6 us against 3.0 at split 1; kernels/w4a16/NOTES.md). The
+  // sum is in split order, starting from split 0's value itself (-0 stays -0), into acc.
+  constexpr int kGroup = kOutputs < 16 ? kOutputs : 16;  // outputs loaded together
+  constexpr int kSplitsAtOnce = kOutputs == 4 ? 2 : 16 / kGroup;
+  float* const total = &acc[0][0][0];
+#pragma unroll
+  for (int first = 0; first < kOutputs; first += kGroup) {
+    for (int s0 = 0; s0 < p.split_k; s0 += kSplitsAtOnce) {
+      float v[kSplitsAtOnce][kGroup];
+#pragma unroll
+      for (int u = 0; u < kSplitsAtOnce; ++u)
+#pragma unroll
+        for (int e = 0; e < kGroup; ++e) {
+          int row, token;
+          const bool inside = s0 + u < p.split_k && output_at(first + e, row, token);
+          v[u][e] = inside ? __ldcg(p.partials + (s0 + u) * plane + static_cast<int64_t>(token) * p.N + row) : 0.0f;
+        }
+#pragma unroll
+      for (int u = 0; u < kSplitsAtOnce; ++u)
+#pragma unroll
+        for (int e = 0; e < kGroup; ++e)
+          if (s0 + u < p.split_k) total[first + e] = s0 + u == 0 ? v[u][e] : total[first + e] + v[u][e];
+    }
+  }
+  each_output(acc, [&](int row, int token, float sum) { store_y(token * p.y_stride + row, sum * gs); });
   if (threadIdx.x == 0) p.counters[tile] = 0;  // ready for the next call
 }
 
