@@ -5,13 +5,13 @@
     python3 scripts/tune_w4a16_cuda.py [--json out.json] [--dtype bf16]
     python3 scripts/tune_w4a16_cuda.py --shapes 1x4096x14336 --k-warps 1,4 --variants no-math
 
-The config space (defaults: what won or came close on the H100 in sessions 5-13, 76
-configs) is the product of --rows, --k-warps, --ctas, --stages, --tiled (0: the
+The config space (defaults: what won or came close on the H100 in sessions 5-14, 88
+configs; 8 stages exist for the producer kernel only) is the product of --rows, --k-warps, --ctas, --stages, --tiled (0: the
 weight's own rows layout, 1: the tiled layout made once per weight, outside the timing,
 as an engine does at load), --x-ring (1: x streams through a ring shared by the CTA's
 warps), --token-tiles (the most 8-token tiles per CTA; 4 and 8 with the x ring and
 one warp along K only) and --producer (1: the producer-warp kernel, for the configs it
-exists for: tiled, no x ring, rows 1, one warp along K). --variants also times the kernel's diagnostic
+exists for: tiled, no x ring, rows 1, one or two warps along K per tile). --variants also times the kernel's diagnostic
 variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
 multiplying; `no-x-loads`, `no-mma`, `no-decode` each leave one part of the math out, M = 9
 to 16 with the x ring only) at rows 1 and 4 stages for each --k-warps, --ctas, --tiled and
@@ -43,11 +43,11 @@ def main() -> int:
     parser.add_argument("--rows", default="1,2", help="rows_per_warp values (16-row tiles per warp)")
     parser.add_argument("--k-warps", default="1,2,4,8", help="k_warps values (warps of a CTA along K)")
     parser.add_argument("--ctas", default="1,2,4,8", help="ctas_per_sm values (the split-K aim)")
-    parser.add_argument("--stages", default="4", help="ring stages")
+    parser.add_argument("--stages", default="4,8", help="ring stages (8: the producer kernel only)")
     parser.add_argument("--tiled", default="1", help="weight layouts: 0 rows, 1 tiled")
     parser.add_argument("--x-ring", default="0,1", help="x path: 0 staged per CTA up front, 1 a CTA-wide ring")
     parser.add_argument("--producer", default="0,1",
-                        help="1: the producer-warp kernel (tiled, no x ring, rows 1, one warp along K; stages 4 or 8)")
+                        help="1: the producer-warp kernel (tiled, no x ring, rows 1, one or two warps along K; stages 4 or 8)")
     parser.add_argument("--token-tiles", default="2,8",
                         help="most 8-token tiles per CTA (above 2: x ring and k_warps 1 only)")
     parser.add_argument("--variants", default="", help="diagnostic kernel variants to time too (cuda_gemm.PLANTS)")

@@ -37,8 +37,8 @@ COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, 
 # 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4, 8), 4 ring stages;
 # then token tiles 4 and 8 with the x ring and one warp along K only; then the M = 9-16
 # diagnostics (x ring, 4 warp counts); then the producer-warp kernel: token tiles 1, 2 x
-# stages 4, 8 x (the product, 2 plants, no-math)
-KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + 2 * 2 * 4
+# stages 4, 8 x computing warps per tile 1, 2 x (the product, 2 plants, no-math)
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + 2 * 2 * 2 * 4
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +293,7 @@ def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
                                  dict(stages=8, tiled=True), dict(producer=True, rows_per_warp=1),
                                  dict(producer=True, rows_per_warp=1, tiled=True, x_ring=True),
                                  dict(producer=True, rows_per_warp=2, tiled=True),
-                                 dict(producer=True, rows_per_warp=1, tiled=True, k_warps=2),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, k_warps=4),
                                  dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=4),
                                  dict(producer=True, rows_per_warp=1, tiled=True, stages=6),
                                  dict(producer=True, rows_per_warp=1, tiled=True, ctas_per_sm=0)])
@@ -309,6 +309,10 @@ def test_producer_config_covers_a_cta_of_eight_tiles_and_splits_for_occupancy_on
     producer = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, ctas_per_sm=1)
     assert producer.label == "r1k1c1s0p4tw" and producer.rows_per_cta == 128
     assert dataclasses.replace(producer, stages=8, token_tiles=1).label == "r1k1c1s0p8tm1w"
+    # two computing warps per tile: the same 8 tiles per CTA, so the same grid and split
+    paired = dataclasses.replace(producer, k_warps=2)
+    assert paired.label == "r1k2c1s0p4tw" and paired.rows_per_cta == 128
+    assert cuda_gemm.choose_split_k(16, 4096, 14336, paired, 132) == 4
     # N = 4096: 32 CTAs, split 4 = 128 <= 132; N = 14336: 112 CTAs, no split
     assert cuda_gemm.choose_split_k(16, 4096, 14336, producer, 132) == 4
     assert cuda_gemm.choose_split_k(16, 14336, 4096, producer, 132) == 1
@@ -416,7 +420,9 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, stages=8,
                                                              split_k=3),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, token_tiles=1,
-                                                             split_k=2)],
+                                                             split_k=2),
+                                    dataclasses.replace(PRODUCER, k_warps=2),
+                                    dataclasses.replace(PRODUCER, k_warps=2, stages=8, token_tiles=1, split_k=3)],
                          ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
@@ -451,7 +457,7 @@ def assert_one_rounding_of_an_fp32_sum(y: torch.Tensor, x: torch.Tensor, q, exac
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
-                                    PRODUCER],
+                                    PRODUCER, dataclasses.replace(PRODUCER, k_warps=2)],
                          ids=lambda c: c.label)
 def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
     """The profiler's no-math variant streams the same bytes but must not pass for the GEMM."""
@@ -480,7 +486,10 @@ def test_gpu_m16_diagnostics_are_not_the_product(plant: str, k_warps: int) -> No
 def test_gpu_split_k_is_deterministic_and_counters_reset() -> None:
     x, q, _ = make_problem("nvfp4", 8, 14336, 512, torch.bfloat16)
     for config in (cuda_gemm.CudaGemmConfig(split_k=8), cuda_gemm.CudaGemmConfig(split_k=8, k_warps=4),
-                   cuda_gemm.CudaGemmConfig(split_k=8, k_warps=8), dataclasses.replace(PRODUCER, split_k=8)):
+                   cuda_gemm.CudaGemmConfig(split_k=8, k_warps=8), dataclasses.replace(PRODUCER, split_k=8),
+                   # an odd split: the last CTA's sum loads splits two at a time (finish_tiles)
+                   cuda_gemm.CudaGemmConfig(split_k=5, rows_per_warp=1),
+                   dataclasses.replace(PRODUCER, split_k=5, k_warps=2)):
         outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
         assert all(torch.equal(outs[0], o) for o in outs[1:])
         assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
@@ -545,7 +554,8 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, x_ring=True, token_tiles=8),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
-                                    PRODUCER, dataclasses.replace(PRODUCER, token_tiles=1, stages=8)],
+                                    PRODUCER, dataclasses.replace(PRODUCER, token_tiles=1, stages=8),
+                                    dataclasses.replace(PRODUCER, k_warps=2)],
                          ids=lambda c: c.label)
 def test_gpu_planted_bugs_fail_in_kernels_of_their_own(plant: str, config) -> None:
     """The 32- and 64-token kernels and the producer kernel are instantiations of their own,

@@ -51,6 +51,7 @@ X_SHARED_BUDGET = 32 << 10  # bytes of x per CTA in shared memory (tokens of a g
 # session 5 and doubled the build (223 s on the H100 with it, session 6), so it went
 STAGES = (4,)  # the planted bugs and diagnostics too, with rows_per_warp 1 only
 PRODUCER_STAGES = (4, 8)  # the producer-warp kernel's ring depths (CudaGemmConfig.producer)
+PRODUCER_K_WARPS = (1, 2)  # its computing warps per 16-row tile (2: 16 computing warps, even and odd steps)
 # most 8-token tiles per CTA: 4 and 8 (32, 64 tokens decode each weight once, not 2 or 4
 # times) are instantiated with x_ring, k_warps 1 and 4 stages only
 TOKEN_TILES = (1, 2, 4, 8)
@@ -70,19 +71,20 @@ class CudaGemmConfig:
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
     token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
-    # 4 warps of the CTA fill a CTA-wide ring of weights and x for the 8 computing warps
-    # (w4a16_gemm.cuh, gemm_producer_kernel): tiled, not x_ring, rows_per_warp 1, k_warps 1,
-    # token_tiles 1 or 2, stages one of PRODUCER_STAGES; the plain GEMM only (no routed rows)
+    # 4 warps of the CTA fill a CTA-wide ring of weights and x for 8 tiles of 16 rows with
+    # k_warps computing warps each (PRODUCER_K_WARPS; w4a16_gemm.cuh, gemm_producer_kernel):
+    # tiled, not x_ring, rows_per_warp 1, token_tiles 1 or 2, stages one of
+    # PRODUCER_STAGES; the plain GEMM only (no routed rows)
     producer: bool = False
 
     def __post_init__(self) -> None:
         if self.producer:
-            if (not self.tiled or self.x_ring or self.rows_per_warp != 1 or self.k_warps != 1
+            if (not self.tiled or self.x_ring or self.rows_per_warp != 1 or self.k_warps not in PRODUCER_K_WARPS
                     or self.token_tiles > 2 or self.stages not in PRODUCER_STAGES
                     or self.ctas_per_sm < 1 or self.split_k < 0):
                 raise ValueError(f"bad CUDA W4A16 config {self}: the producer kernel needs tiled, no x_ring,"
-                                 f" rows_per_warp 1, k_warps 1, token_tiles 1 or 2, stages one of {PRODUCER_STAGES},"
-                                 f" ctas_per_sm >= 1, split_k >= 0")
+                                 f" rows_per_warp 1, k_warps one of {PRODUCER_K_WARPS}, token_tiles 1 or 2,"
+                                 f" stages one of {PRODUCER_STAGES}, ctas_per_sm >= 1, split_k >= 0")
             return
         if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES
                 or self.k_warps not in (*K_WARPS, AUTO_K_WARPS)
@@ -96,7 +98,10 @@ class CudaGemmConfig:
 
     @property
     def rows_per_cta(self) -> int:
-        """Weight rows one CTA covers (w4a16_gemm.h's cta_rows); k_warps resolved first."""
+        """Weight rows one CTA covers (w4a16_gemm.h's cta_rows); k_warps resolved first. The
+        producer kernel's CTA is 8 tiles whatever its computing warps per tile."""
+        if self.producer:
+            return WARPS * 16
         if self.k_warps == AUTO_K_WARPS:
             raise ValueError("k_warps 0 (auto) has no CTA size until resolve_k_warps picks one")
         return WARPS // self.k_warps * 16 * self.rows_per_warp
@@ -313,7 +318,12 @@ _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stage
 # SM; us, NVFP4 / MXFP4): 16x4096x14336 17.6 / 18.4 against 18.9 / 19.5, 16x14336x4096 21.5
 # / 22.1 against 22.8 / 22.9, 16x4096x4096 12.7 / 12.9 against 12.9 / 13.1, 8x4096x14336
 # 15.0 / 15.7 against 17.4 / 18.5. Eight stages were no faster (17.4 / 20.0 at 16x4096x14336).
-_M16 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=1, stages=4, tiled=True, producer=True)
+# Session 14: two computing warps per tile (even and odd steps; 16 computing warps) and 8
+# stages (.tmp probe, one run, NVFP4 / MXFP4 us, one warp 4 stages against two warps 8
+# stages): 16x4096x14336 17.4 / 18.9 against 16.3 / 17.4, 16x14336x4096 19.3 / 20.3 against
+# 18.7 / 19.1, 16x4096x4096 10.6 / 11.1 against 10.5 / 11.0, 8x4096x14336 15.3 / 16.6
+# against 14.6 / 15.2.
+_M16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, tiled=True, producer=True)
 _M64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
 _BOTH = ((1, _M1), (16, _M16), (1 << 30, _M64))  # one table for both formats since session 10
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}

@@ -36,9 +36,9 @@
 // x_ring, tiled and k_warps 1: 64 tokens decode each weight once instead of 4 times.
 //
 // producer = 1: the producer-warp kernel (w4a16_gemm.cuh, gemm_producer_kernel): 4 warps
-// fill a CTA-wide ring of weights and x for 8 computing warps. Needs tiled, x_ring 0,
-// rows_per_warp 1, k_warps 1, token_tiles 1 or 2, stages 4 or 8, no routed rows and plant
-// 0 to 3.
+// fill a CTA-wide ring of weights and x for 8 tiles of 16 rows, with k_warps (1 or 2)
+// computing warps each. Needs tiled, x_ring 0, rows_per_warp 1, k_warps 1 or 2,
+// token_tiles 1 or 2, stages 4 or 8, no routed rows and plant 0 to 3.
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -80,10 +80,10 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(producer == 0 || producer == 1, "producer must be 0 or 1");
   require(stages == 4 || (producer && stages == 8),
           "stages must be 4 (or 8 with the producer kernel), got " + std::to_string(stages));
-  require(!producer || (tiled && !x_ring && rows_per_warp == 1 && k_warps == 1 && max_token_tiles <= 2 &&
-                        row_expert.numel() == 0 && plant <= 3),
-          "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1, token_tiles 1 or 2, no routed "
-          "rows and plant 0 to 3");
+  require(!producer || (tiled && !x_ring && rows_per_warp == 1 && (k_warps == 1 || k_warps == 2) &&
+                        max_token_tiles <= 2 && row_expert.numel() == 0 && plant <= 3),
+          "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1 or 2, token_tiles 1 or 2, no "
+          "routed rows and plant 0 to 3");
   require(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "k_warps must be 1, 2, 4 or 8, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 6, "plant must be 0 to 6, got " + std::to_string(plant));
   require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
@@ -180,7 +180,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
               shape_text(y));
   require(split_k >= 1, "split_k must be at least 1");
   const int mt = token_tiles(static_cast<int>(m), static_cast<int>(max_token_tiles));
-  const int64_t rows_per_cta = cta_rows(static_cast<int>(rows_per_warp), static_cast<int>(k_warps));
+  // (the producer kernel's CTA is 8 tiles whatever its warps per tile)
+  const int64_t rows_per_cta = producer ? cta_rows(1, 1) : cta_rows(static_cast<int>(rows_per_warp), static_cast<int>(k_warps));
   const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * ((m + 8 * mt - 1) / (8 * mt));
   if (split_k > 1) {
     const int64_t batches = routed ? routed_rows : 1;
@@ -221,7 +222,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.split_k = static_cast<int>(split_k);
   p.token_tiles = mt;
   const bool ring_x = x_ring != 0;
-  const int shared = producer ? static_cast<int>(stages) * producer_stage_bytes(static_cast<int>(format), mt)
+  const int shared = producer ? producer_shared_bytes(static_cast<int>(format), mt, static_cast<int>(stages),
+                                                      static_cast<int>(k_warps))
                               : gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp),
                                                   static_cast<int>(stages), static_cast<int>(k_warps), ring_x);
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
@@ -237,8 +239,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
             pl = static_cast<int>(plant);
   cudaError_t err = cudaSuccess;
   if (producer) {
-    err = bf16 ? (format == 0 ? launch_bf16_nvfp4_producer(p, st, pl, stream) : launch_bf16_mxfp4_producer(p, st, pl, stream))
-               : (format == 0 ? launch_fp16_nvfp4_producer(p, st, pl, stream) : launch_fp16_mxfp4_producer(p, st, pl, stream));
+    err = bf16 ? (format == 0 ? launch_bf16_nvfp4_producer(p, st, kw, pl, stream) : launch_bf16_mxfp4_producer(p, st, kw, pl, stream))
+               : (format == 0 ? launch_fp16_nvfp4_producer(p, st, kw, pl, stream) : launch_fp16_mxfp4_producer(p, st, kw, pl, stream));
   } else {
     err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
                               : launch_bf16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream))

@@ -839,10 +839,15 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
 }
 
 // Lets `Kernel` launch with `bytes` of dynamic shared memory: above the default limit an
-// opt-in, per device, made once for the largest size asked so far.
+// opt-in, per device, made once for the largest size asked so far. The default limit holds
+// static and dynamic shared memory together, so the opt-in starts kStaticSharedBound below
+// it (the kernels' static shared memory, barriers and flags, is far less): the producer
+// kernel at 8 tokens, MXFP4, 4 stages, two warps per tile asks exactly 48 KiB dynamic,
+// which failed to launch without one.
+constexpr int kStaticSharedBound = 1024;
 template <auto Kernel>
 cudaError_t allow_shared_bytes(int bytes) {
-  if (bytes <= kDefaultSharedBytes) return cudaSuccess;
+  if (bytes + kStaticSharedBound <= kDefaultSharedBytes) return cudaSuccess;
   constexpr int kDevices = 64;
   static int opted[kDevices] = {};  // the largest size opted in so far on each device
   int device = 0;
@@ -856,8 +861,8 @@ cudaError_t allow_shared_bytes(int bytes) {
 
 // ---------------------------------------------------------------------------------------
 // The producer-warp kernel (GemmParams via launch_producer; tiled layout, M <= 16 per token
-// group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step,
-// and kProducerWarps producer warps that fill a CTA-wide ring of S stages, each holding the
+// group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step
+// (or 2 kWarps, two per tile taking its even and odd steps: KW = 2), and kProducerWarps producer warps that fill a CTA-wide ring of S stages, each holding the
 // CTA's tiles of one chunk (weights and scales: one bulk copy when the pieces are
 // chunk-major, else one per tile) and its tokens' x of that chunk (16-byte cp.async pieces
 // shared by the producer threads, the x ring's layout). Full and empty mbarriers hand the
@@ -907,16 +912,22 @@ __device__ __forceinline__ void bulk_copy(void* smem, const void* gmem, int byte
 
 constexpr int kProducerWarps = 4;  // the x copies spread over them: 2 per thread and step at 16 tokens
 
-template <typename T, int FORMAT, int MT, int S, int PLANT>
-__global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_producer_kernel(const GemmParams params) {
+// KW computing warps per tile (1 or 2): with 2, warp w and w + kWarps take tile w's even and
+// odd steps (16 computing warps, 4 per scheduler, to hide the math's latency) and add their
+// sums through shared memory at the end (producer_shared_bytes).
+template <typename T, int FORMAT, int MT, int S, int KW, int PLANT>
+__global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_producer_kernel(const GemmParams params) {
+  static_assert((KW == 1 || KW == 2) && S % KW == 0, "one or two computing warps per tile, each with its own stages");
   GemmParams p = params;
   const float row_weight = route_params<T>(p);
   constexpr int kTileBytes = ring_tile_bytes(FORMAT);
   extern __shared__ __align__(128) uint4 smem[];
   __shared__ __align__(8) uint64_t full[S];   // stage s holds step n's chunk (n % S == s)
-  __shared__ __align__(8) uint64_t empty[S];  // every consumer warp has read stage s
+  __shared__ __align__(8) uint64_t empty[S];  // every consumer warp of stage s has read it
   const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;  // kWarps and up: the producers
+  const int warp = threadIdx.x >> 5;  // kWarps * KW and up: the producers
+  const int tile_warp = warp % kWarps;  // a computing warp's tile in the CTA
+  const int half = warp / kWarps;  // a computing warp's steps: those with n % KW == half
   const int g = lane >> 2;
   const int c = lane & 3;
   const int groups = (p.M + 8 * MT - 1) / (8 * MT);
@@ -936,7 +947,7 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       mbarrier_init(&full[s], kProducerWarps * 32);  // the producer threads, each once its x copies have landed
-      mbarrier_init(&empty[s], cta_tiles);
+      mbarrier_init(&empty[s], cta_tiles);  // stage s's readers: one warp per tile
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -949,8 +960,8 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[0][j][i] = acc_odd[0][j][i] = 0.0f;
 
-  if (warp >= kWarps) {
-    const int pt = threadIdx.x - kWarps * 32;  // producer thread
+  if (warp >= kWarps * KW) {
+    const int pt = threadIdx.x - kWarps * KW * 32;  // producer thread
     // Chunk-major pieces: thread 0 copies the CTA's tiles of each chunk at once; else thread
     // t < cta_tiles copies tile t's piece. The threads share the x pieces: piece
     // i = pt + 128 u is token i / 16's 8-element group i % 16 (elements 32c + 8w: c = group / 4,
@@ -997,7 +1008,7 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
       mbarrier_arrive_after_copies(&full[s]);
     }
     asm volatile("cp.async.wait_all;" ::: "memory");
-  } else if (warp < cta_tiles) {
+  } else if (tile_warp < cta_tiles) {
     // lanes of tokens past the end read the last token (their results are never stored)
     int x_lane[MT];
 #pragma unroll
@@ -1006,13 +1017,14 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
     for (int base = 0; base < steps; base += S) {
 #pragma unroll
       for (int i = 0; i < S; ++i) {
-        if (base + i < steps) {
+        if (base + i < steps && i % KW == half) {
           const uint8_t* const stage = ring + i * kStageBytes;
+          const uint8_t* const tile = stage + tile_warp * kTileBytes;
           mbarrier_wait(&full[i], parity);
           uint4 wq[1][2];
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wq[0][h] = reinterpret_cast<const uint4*>(stage + warp * kTileBytes)[h * 32 + lane];
-          uint32_t bytes[1] = {read_lane_scales<FORMAT, 1, PLANT>(stage + warp * kTileBytes + kWeightTileBytes, lane)};
+          for (int h = 0; h < 2; ++h) wq[0][h] = reinterpret_cast<const uint4*>(tile)[h * 32 + lane];
+          uint32_t bytes[1] = {read_lane_scales<FORMAT, 1, PLANT>(tile + kWeightTileBytes, lane)};
           uint4 bx[MT][4];
 #pragma unroll
           for (int j = 0; j < MT; ++j)
@@ -1027,36 +1039,55 @@ __global__ void __launch_bounds__((kWarps + kProducerWarps) * 32, 1) gemm_produc
     }
     fold_odd_chain(acc, acc_odd);
   }
-  const bool storer = warp < cta_tiles;
+  if constexpr (KW == 2) {  // the odd steps' warp hands its sums to the even steps' (after the ring)
+    float* const sums = reinterpret_cast<float*>(ring + S * kStageBytes) + (tile_warp * 32 + lane) * MT * 4;
+    if (half == 1 && tile_warp < cta_tiles) {
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sums[j * 4 + i] = acc[0][j][i];
+    }
+    __syncthreads();
+    if (half == 0 && tile_warp < cta_tiles) {
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[0][j][i] += sums[j * 4 + i];
+    }
+  }
+  const bool storer = warp < cta_tiles;  // (the even steps' warps)
   finish_tiles<T, FORMAT, 1, MT>(p, acc, (tile0 + min(warp, kWarps - 1)) * 16, token0, storer, row_weight);
 }
 
-template <typename T, int FORMAT, int MT, int S, int PLANT>
+template <typename T, int FORMAT, int MT, int S, int KW, int PLANT>
 cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
-  constexpr auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, PLANT>;
-  constexpr int bytes = S * producer_stage_bytes(FORMAT, MT);
+  constexpr auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, KW, PLANT>;
+  constexpr int bytes = producer_shared_bytes(FORMAT, MT, S, KW);
   const cudaError_t err = allow_shared_bytes<kernel>(bytes);
   if (err != cudaSuccess) return err;
-  kernel<<<grid, (kWarps + kProducerWarps) * 32, bytes, stream>>>(p);
+  kernel<<<grid, (kWarps * KW + kProducerWarps) * 32, bytes, stream>>>(p);
   return cudaGetLastError();
 }
 
-// M <= 16 per token group, the tiled layout, one 16-row tile per consumer warp, 4 or 8 stages.
+// M <= 16 per token group, the tiled layout, 8 tiles of 16 rows per CTA with one or two
+// computing warps each (k_warps), 4 or 8 stages.
 template <typename T, int FORMAT>
-cudaError_t launch_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream) {
+cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
   const int groups = (p.M + 8 * mt - 1) / (8 * mt);
   const int rows = cta_rows(1, 1);
   const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k);
-  if (p.row_expert != nullptr || (mt != 1 && mt != 2) || (stages != 4 && stages != 8)) return cudaErrorInvalidValue;
-  auto pick = [&](auto mt_tag, auto s_tag) -> cudaError_t {
+  if (p.row_expert != nullptr || (mt != 1 && mt != 2) || (stages != 4 && stages != 8) || (k_warps != 1 && k_warps != 2))
+    return cudaErrorInvalidValue;
+  auto pick = [&](auto mt_tag, auto s_tag, auto kw_tag) -> cudaError_t {
     constexpr int kMT = decltype(mt_tag)::value;
     constexpr int kS = decltype(s_tag)::value;
+    constexpr int kKW = decltype(kw_tag)::value;
     switch (plant) {
-      case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kNoPlant>(p, grid, stream);
-      case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kNibbleSwap>(p, grid, stream);
-      case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kScaleOffByOne>(p, grid, stream);
-      case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kNoMath>(p, grid, stream);
+      case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoPlant>(p, grid, stream);
+      case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNibbleSwap>(p, grid, stream);
+      case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kScaleOffByOne>(p, grid, stream);
+      case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoMath>(p, grid, stream);
       default: return cudaErrorInvalidValue;
     }
   };
@@ -1064,8 +1095,11 @@ cudaError_t launch_producer(const GemmParams& p, int stages, int plant, cudaStre
   using Two = std::integral_constant<int, 2>;
   using Four = std::integral_constant<int, 4>;
   using Eight = std::integral_constant<int, 8>;
-  if (mt == 1) return stages == 4 ? pick(One{}, Four{}) : pick(One{}, Eight{});
-  return stages == 4 ? pick(Two{}, Four{}) : pick(Two{}, Eight{});
+  auto with_kw = [&](auto mt_tag, auto s_tag) {
+    return k_warps == 1 ? pick(mt_tag, s_tag, One{}) : pick(mt_tag, s_tag, Two{});
+  };
+  if (mt == 1) return stages == 4 ? with_kw(One{}, Four{}) : with_kw(One{}, Eight{});
+  return stages == 4 ? with_kw(Two{}, Four{}) : with_kw(Two{}, Eight{});
 }
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: GemmParams.token_tiles,

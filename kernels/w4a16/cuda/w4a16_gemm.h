@@ -85,6 +85,12 @@ __host__ __device__ constexpr int producer_stage_bytes(int format, int token_til
   return (kWarps * ring_tile_bytes(format) + 8 * token_tiles * x_ring_token_bytes() + 127) / 128 * 128;
 }
 
+// The producer kernel's dynamic shared memory: its ring of `stages` stages, then with two
+// computing warps per tile (k_warps 2) the odd steps' warps' sums (MT * 4 floats per lane).
+__host__ __device__ constexpr int producer_shared_bytes(int format, int token_tiles, int stages, int k_warps) {
+  return stages * producer_stage_bytes(format, token_tiles) + (k_warps == 2 ? kWarps * 32 * token_tiles * 4 * 4 : 0);
+}
+
 // Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
 // weights and scales), then the CTA's x: with x_ring a ring of `stages` steps, each the
 // tokens (at most 8 per token tile) over the k_warps chunks the warps take at one step;
@@ -97,11 +103,11 @@ inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp,
   return rings + (x_ring ? stages * k_warps * tokens * x_ring_token_bytes() : tokens * x_row_bytes(per_split));
 }
 
-// The producer-warp kernel (stages 4 or 8): launch_<dtype>_<format>_producer.
-cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
-cudaError_t launch_bf16_mxfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_nvfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_mxfp4_producer(const GemmParams& p, int stages, int plant, cudaStream_t stream);
+// The producer-warp kernel (stages 4 or 8, k_warps 1 or 2): launch_<dtype>_<format>_producer.
+cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
+cudaError_t launch_bf16_mxfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
+cudaError_t launch_fp16_mxfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
                              cudaStream_t stream);
 cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
