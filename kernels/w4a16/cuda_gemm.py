@@ -323,9 +323,15 @@ _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stage
 # stages): 16x4096x14336 17.4 / 18.9 against 16.3 / 17.4, 16x14336x4096 19.3 / 20.3 against
 # 18.7 / 19.1, 16x4096x4096 10.6 / 11.1 against 10.5 / 11.0, 8x4096x14336 15.3 / 16.6
 # against 14.6 / 15.2.
+# It also took M = 17 to 64 (token groups of 16; same probe, NVFP4 / MXFP4 us, producer
+# against the x ring entry below): 64x4096x4096 15.8 / 17.5 against 18.1 / 20.5,
+# 64x14336x4096 47.7 / 48.8 against 49.7 / 54.7, 64x4096x14336 56.7 / 61.6 against 55.3 /
+# 60.8 (the geometric mean of the three: 35.0 / 37.5 against 36.8 / 40.9), 32x4096x4096 12.5
+# / 12.7 against 13.3 / 13.0, 32x4096x14336 29.2 / 31.4 against 28.9 / 30.8. Above 64 tokens
+# nothing was measured, so the x ring keeps them.
 _M16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, tiled=True, producer=True)
 _M64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
-_BOTH = ((1, _M1), (16, _M16), (1 << 30, _M64))  # one table for both formats since session 10
+_BOTH = ((1, _M1), (64, _M16), (1 << 30, _M64))  # one table for both formats since session 10
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
