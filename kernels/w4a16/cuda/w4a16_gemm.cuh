@@ -862,15 +862,17 @@ cudaError_t allow_shared_bytes(int bytes) {
 // ---------------------------------------------------------------------------------------
 // The producer-warp kernel (GemmParams via launch_producer; tiled layout, M <= 16 per token
 // group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step
-// (or 2 kWarps, two per tile taking its even and odd steps: KW = 2), and kProducerWarps producer warps that fill a CTA-wide ring of S stages, each holding the
-// CTA's tiles of one chunk (weights and scales: one bulk copy when the pieces are
-// chunk-major, else one per tile) and its tokens' x of that chunk (16-byte cp.async pieces
-// shared by the producer threads, the x ring's layout). Full and empty mbarriers hand the
-// stages over, so the consumers issue no copies, no address arithmetic for them and no CTA
-// barrier: a step is a wait, the shared loads, an arrive and the math. H100, session 13,
-// 16x4096x14336 NVFP4: 17.6 us against 18.9 for the x ring (kernels/w4a16/NOTES.md); with
-// one producer warp 30 us (its 8 x copies per step and thread had about one step in
-// flight), with a bulk copy per tile 38 us (a bulk copy costs per copy, not per byte).
+// (or 2 kWarps, two per tile taking its even and odd steps: KW = 2), and kProducerWarps
+// producer warps that fill a CTA-wide ring of S stages, each holding the CTA's tiles of one
+// chunk (weights and scales: one bulk copy when the pieces are chunk-major, else one per
+// tile) and its tokens' x of that chunk (16-byte cp.async pieces shared by the producer
+// threads, the x ring's layout). Full and empty mbarriers hand the stages over, so the
+// consumers issue no copies, no address arithmetic for them and no CTA barrier: a step is a
+// wait, the shared loads, an arrive and the math. H100, session 13, 16x4096x14336 NVFP4:
+// 17.6 us against 18.9 for the x ring (kernels/w4a16/NOTES.md); with one producer warp 30 us
+// (its 8 x copies per step and thread had about one step in flight), with a bulk copy per
+// tile 38 us (a bulk copy costs per copy, not per byte). Session 14, KW = 2 and 8 stages:
+// 16.3 us.
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
