@@ -6,12 +6,13 @@
     python3 scripts/tune_w4a16_cuda.py --shapes 1x4096x14336 --k-warps 1,4 --variants no-math
 
 The config space (defaults: what won or came close on the H100 in sessions 5-14, 88
-configs; 8 stages exist for the producer kernel only) is the product of --rows, --k-warps, --ctas, --stages, --tiled (0: the
-weight's own rows layout, 1: the tiled layout made once per weight, outside the timing,
-as an engine does at load), --x-ring (1: x streams through a ring shared by the CTA's
-warps), --token-tiles (the most 8-token tiles per CTA; 4 and 8 with the x ring and
-one warp along K only) and --producer (1: the producer-warp kernel, for the configs it
-exists for: tiled, no x ring, rows 1, one or two warps along K per tile). --variants also times the kernel's diagnostic
+configs; 8 stages exist for the producer kernel only) is the product of --rows,
+--k-warps, --ctas, --stages, --tiled (0: the weight's own rows layout, 1: the tiled layout
+made once per weight, outside the timing, as an engine does at load), --x-ring (1: x
+streams through a ring shared by the CTA's warps), --token-tiles (the most 8-token tiles
+per CTA; 4 and 8 with the x ring and one warp along K only) and --producer (1: the
+producer-warp kernel, for the configs it exists for: tiled, no x ring, rows 1, one or two
+warps along K per tile). --variants also times the kernel's diagnostic
 variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
 multiplying; `no-x-loads`, `no-mma`, `no-decode` each leave one part of the math out, M = 9
 to 16 with the x ring only) at rows 1 and 4 stages for each --k-warps, --ctas, --tiled and

@@ -303,19 +303,20 @@ def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
 
 
 def test_producer_config_covers_a_cta_of_eight_tiles_and_splits_for_occupancy_only() -> None:
-    """The producer kernel's CTA is 8 computing warps of one 16-row tile each (128 rows);
-    x streams through its ring, so the split of K follows the occupancy aim alone (the
-    x-staging budget would ask for 5 at 16 x 14336); routed rows are refused up front."""
+    """The producer kernel's CTA is 8 tiles of 16 rows (128 rows) with one or two computing
+    warps each; x streams through its ring, so the split of K follows the occupancy aim
+    alone (the x-staging budget would ask for 5 at 16 x 14336); routed rows are refused up
+    front."""
     producer = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, ctas_per_sm=1)
     assert producer.label == "r1k1c1s0p4tw" and producer.rows_per_cta == 128
     assert dataclasses.replace(producer, stages=8, token_tiles=1).label == "r1k1c1s0p8tm1w"
+    # N = 4096: 32 CTAs, split 4 = 128 <= 132; N = 14336: 112 CTAs, no split
+    assert cuda_gemm.choose_split_k(16, 4096, 14336, producer, 132) == 4
+    assert cuda_gemm.choose_split_k(16, 14336, 4096, producer, 132) == 1
     # two computing warps per tile: the same 8 tiles per CTA, so the same grid and split
     paired = dataclasses.replace(producer, k_warps=2)
     assert paired.label == "r1k2c1s0p4tw" and paired.rows_per_cta == 128
     assert cuda_gemm.choose_split_k(16, 4096, 14336, paired, 132) == 4
-    # N = 4096: 32 CTAs, split 4 = 128 <= 132; N = 14336: 112 CTAs, no split
-    assert cuda_gemm.choose_split_k(16, 4096, 14336, producer, 132) == 4
-    assert cuda_gemm.choose_split_k(16, 14336, 4096, producer, 132) == 1
     staged = dataclasses.replace(producer, producer=False)
     assert cuda_gemm.choose_split_k(16, 14336, 4096, staged, 132) == 5
     weight = random_fp4_weight("nvfp4", 32, 256, "cpu", torch.Generator().manual_seed(0))

@@ -329,9 +329,9 @@ _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stage
 # 60.8 (the geometric mean of the three: 35.0 / 37.5 against 36.8 / 40.9), 32x4096x4096 12.5
 # / 12.7 against 13.3 / 13.0, 32x4096x14336 29.2 / 31.4 against 28.9 / 30.8. Above 64 tokens
 # nothing was measured, so the x ring keeps them.
-_M16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, tiled=True, producer=True)
-_M64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
-_BOTH = ((1, _M1), (64, _M16), (1 << 30, _M64))  # one table for both formats since session 10
+_M2_TO_64 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, tiled=True, producer=True)
+_ABOVE_64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
+_BOTH = ((1, _M1), (64, _M2_TO_64), (1 << 30, _ABOVE_64))  # one table for both formats since session 10
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 

@@ -1043,18 +1043,15 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
   }
   if constexpr (KW == 2) {  // the odd steps' warp hands its sums to the even steps' (after the ring)
     float* const sums = reinterpret_cast<float*>(ring + S * kStageBytes) + (tile_warp * 32 + lane) * MT * 4;
+    float* const mine = &acc[0][0][0];
     if (half == 1 && tile_warp < cta_tiles) {
 #pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) sums[j * 4 + i] = acc[0][j][i];
+      for (int e = 0; e < MT * 4; ++e) sums[e] = mine[e];
     }
     __syncthreads();
     if (half == 0 && tile_warp < cta_tiles) {
 #pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[0][j][i] += sums[j * 4 + i];
+      for (int e = 0; e < MT * 4; ++e) mine[e] += sums[e];
     }
   }
   const bool storer = warp < cta_tiles;  // (the even steps' warps)
