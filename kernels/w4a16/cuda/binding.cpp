@@ -182,7 +182,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   const int mt = token_tiles(static_cast<int>(m), static_cast<int>(max_token_tiles));
   // (the producer kernel's CTA is 8 tiles whatever its warps per tile)
   const int64_t rows_per_cta = producer ? cta_rows(1, 1) : cta_rows(static_cast<int>(rows_per_warp), static_cast<int>(k_warps));
-  const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * ((m + 8 * mt - 1) / (8 * mt));
+  const int64_t tiles = ((n + rows_per_cta - 1) / rows_per_cta) * token_groups(static_cast<int>(m), mt);
   if (split_k > 1) {
     const int64_t batches = routed ? routed_rows : 1;
     require(partials.scalar_type() == at::kFloat && partials.is_contiguous() &&

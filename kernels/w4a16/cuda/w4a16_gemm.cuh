@@ -529,7 +529,7 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
   const int c = lane & 3;
   // token groups vary fastest along x, so the CTAs reading one weight tile for different
   // tokens run together and share its bytes through L2
-  const int groups = (p.M + 8 * MT - 1) / (8 * MT);
+  const int groups = token_groups(p.M, MT);
   const int row0 = (blockIdx.x / groups) * (kRowWarps * R * 16) + row_warp * R * 16;
   const int token0 = (blockIdx.x % groups) * MT * 8;
   const int tokens = min(8 * MT, p.M - token0);
@@ -859,6 +859,13 @@ cudaError_t allow_shared_bytes(int bytes) {
   return err;
 }
 
+// The grid over one problem: CTAs of `rows` weight rows times token groups along x (the
+// groups of one weight tile next to each other), the split of K along y, routed rows along z.
+inline dim3 gemm_grid(const GemmParams& p, int rows) {
+  const int row_ctas = (p.N + rows - 1) / rows;
+  return dim3(row_ctas * token_groups(p.M, p.token_tiles), p.split_k, p.row_expert != nullptr ? p.routed_rows : 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // The producer-warp kernel (GemmParams via launch_producer; tiled layout, M <= 16 per token
 // group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step
@@ -932,7 +939,7 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
   const int half = warp / kWarps;  // a computing warp's steps: those with n % KW == half
   const int g = lane >> 2;
   const int c = lane & 3;
-  const int groups = (p.M + 8 * MT - 1) / (8 * MT);
+  const int groups = token_groups(p.M, MT);
   const int tile0 = (blockIdx.x / groups) * kWarps;  // the CTA's first 16-row tile
   const int token0 = (blockIdx.x % groups) * MT * 8;
   const int tokens = min(8 * MT, p.M - token0);
@@ -1073,9 +1080,7 @@ cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t 
 template <typename T, int FORMAT>
 cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
-  const int groups = (p.M + 8 * mt - 1) / (8 * mt);
-  const int rows = cta_rows(1, 1);
-  const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k);
+  const dim3 grid = gemm_grid(p, cta_rows(1, 1));
   if (p.row_expert != nullptr || (mt != 1 && mt != 2) || (stages != 4 && stages != 8) || (k_warps != 1 && k_warps != 2))
     return cudaErrorInvalidValue;
   auto pick = [&](auto mt_tag, auto s_tag, auto kw_tag) -> cudaError_t {
@@ -1175,10 +1180,7 @@ template <typename T, int FORMAT>
 cudaError_t launch_format(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring,
                           int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
-  const int groups = (p.M + 8 * mt - 1) / (8 * mt);
-  const int rows = cta_rows(rows_per_warp, k_warps);
-  const int batch = p.row_expert != nullptr ? p.routed_rows : 1;
-  const dim3 grid(((p.N + rows - 1) / rows) * groups, p.split_k, batch);
+  const dim3 grid = gemm_grid(p, cta_rows(rows_per_warp, k_warps));
   if (stages != 4) return cudaErrorInvalidValue;  // the one ring depth instantiated (S = 4 below)
   if (mt == 4) return launch_wide<T, FORMAT, 4>(p, rows_per_warp, k_warps, tiled, x_ring, plant, grid, stream);
   if (mt == 8) return launch_wide<T, FORMAT, 8>(p, rows_per_warp, k_warps, tiled, x_ring, plant, grid, stream);

@@ -53,6 +53,9 @@ inline int token_tiles(int m, int max_tiles) {
   return mt;
 }
 
+// Token groups of 8 * mt tokens that M tokens run as (the fastest part of grid x).
+__host__ __device__ constexpr int token_groups(int m, int mt) { return (m + 8 * mt - 1) / (8 * mt); }
+
 // Weight rows of one CTA: its warps form kWarps / k_warps row groups of rows_per_warp
 // 16-row tiles each, the k_warps warps of a group sharing the CTA's K range.
 inline int cta_rows(int rows_per_warp, int k_warps) { return kWarps / k_warps * 16 * rows_per_warp; }
