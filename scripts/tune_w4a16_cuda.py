@@ -10,9 +10,9 @@ configs; 8 stages exist for the producer kernel only) is the product of --rows,
 --k-warps, --ctas, --stages, --tiled (0: the weight's own rows layout, 1: the tiled layout
 made once per weight, outside the timing, as an engine does at load), --x-ring (1: x
 streams through a ring shared by the CTA's warps), --token-tiles (the most 8-token tiles
-per CTA; 4 and 8 with the x ring and one warp along K only) and --producer (1: the
-producer-warp kernel, for the configs it exists for: tiled, no x ring, rows 1, one or two
-warps along K per tile). --variants also times the kernel's diagnostic
+per CTA; 4 and 8 with the x ring and one warp along K, or the producer kernel) and
+--producer (1: the producer-warp kernel, for the configs it exists for: tiled, no x ring,
+rows 1, one or two warps along K per tile, 4 stages at 8 token tiles). --variants also times the kernel's diagnostic
 variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
 multiplying; `no-x-loads`, `no-mma`, `no-decode` each leave one part of the math out, M = 9
 to 16 with the x ring only) at rows 1 and 4 stages for each --k-warps, --ctas, --tiled and
@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--producer", default="0,1",
                         help="1: the producer-warp kernel (tiled, no x ring, rows 1, one or two warps along K; stages 4 or 8)")
     parser.add_argument("--token-tiles", default="2,8",
-                        help="most 8-token tiles per CTA (above 2: x ring and k_warps 1 only)")
+                        help="most 8-token tiles per CTA (above 2: x ring and k_warps 1, or the producer kernel)")
     parser.add_argument("--variants", default="", help="diagnostic kernel variants to time too (cuda_gemm.PLANTS)")
     args = parser.parse_args()
     import torch

@@ -36,9 +36,10 @@ COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, 
 # per CTA; tiled layout with x staged or in the CTA's ring), each ((rows per warp 1, 2) + the
 # 2 plants and the diagnostic (rows per warp 1)) x (warps along K 1, 2, 4, 8), 4 ring stages;
 # then token tiles 4 and 8 with the x ring and one warp along K only; then the M = 9-16
-# diagnostics (x ring, 4 warp counts); then the producer-warp kernel: token tiles 1, 2 x
-# stages 4, 8 x computing warps per tile 1, 2 x (the product, 2 plants, no-math)
-KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + 2 * 2 * 2 * 4
+# diagnostics (x ring, 4 warp counts); then the producer-warp kernel, (the product, 2 plants,
+# no-math) for each of: token tiles 1, 2 x stages 4, 8 x computing warps per tile 1, 2; token
+# tiles 4 x stages 4, 8 with one warp per tile; token tiles 8, 4 stages, one warp
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + (2 * 2 * 2 + 2 + 1) * 4
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +295,12 @@ def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
                                  dict(producer=True, rows_per_warp=1, tiled=True, x_ring=True),
                                  dict(producer=True, rows_per_warp=2, tiled=True),
                                  dict(producer=True, rows_per_warp=1, tiled=True, k_warps=4),
-                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=4),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=8, stages=8),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=3),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=4, k_warps=2),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=0, split_k=2),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=0, stages=6),
+                                 dict(token_tiles=0, tiled=True, x_ring=True),
                                  dict(producer=True, rows_per_warp=1, tiled=True, stages=6),
                                  dict(producer=True, rows_per_warp=1, tiled=True, ctas_per_sm=0)])
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
@@ -319,11 +325,42 @@ def test_producer_config_covers_a_cta_of_eight_tiles_and_splits_for_occupancy_on
     assert cuda_gemm.choose_split_k(16, 4096, 14336, paired, 132) == 4
     staged = dataclasses.replace(producer, producer=False)
     assert cuda_gemm.choose_split_k(16, 14336, 4096, staged, 132) == 5
+    # 64 tokens in one token group (token tiles 8): 32 CTAs at N = 4096, split 4; with token
+    # groups of 16 the same problem is 4 groups x 32 CTAs, no split
+    wide = dataclasses.replace(producer, token_tiles=8)
+    assert wide.label == "r1k1c1s0p4tm8w"
+    assert cuda_gemm.output_tiles(64, 4096, 128, 8) == 32 and cuda_gemm.choose_split_k(64, 4096, 4096, wide, 132) == 4
+    assert cuda_gemm.choose_split_k(64, 4096, 4096, producer, 132) == 1
     weight = random_fp4_weight("nvfp4", 32, 256, "cpu", torch.Generator().manual_seed(0))
     experts = fp4.FP4Weight("nvfp4", weight.packed[None], weight.scales[None], weight.global_scale.reshape(1))
     with pytest.raises(ValueError, match="producer kernel takes no routed rows"):
         cuda_gemm.routed_rows_matmul(torch.zeros(1, 256, dtype=torch.bfloat16), experts,
                                      torch.zeros(1, dtype=torch.int32), config=producer)
+
+
+@pytest.mark.parametrize("shape, picked", [
+    ((64, 4096, 14336), (8, 1, 4, 1)),  # 112 CTAs without a split: 32 chunks each
+    ((64, 14336, 4096), (4, 1, 8, 2)),  # 64 tokens: 32 CTAs, split 4, 28 chunks; 32: split 2, 56
+    ((64, 4096, 4096), (2, 2, 8, 1)),  # 64 and 32 tokens leave 8 and 16 chunks; 16-token groups: 128 CTAs
+    ((32, 4096, 14336), (4, 1, 4, 1)),  # the 64-token kernel at 32 tokens is the 32-token one
+    ((17, 4096, 4096), (2, 2, 8, 2)),  # the last choice even when it splits too
+    ((64, 256, 14336), (2, 2, 8, 1)),  # two chunks: no choice keeps 32
+])
+def test_auto_token_tiles_pick_the_widest_kernel_whose_ctas_keep_32_chunks(shape: tuple, picked: tuple) -> None:
+    """token_tiles 0 (the M = 17-64 table entry) resolves per problem: the first of
+    AUTO_TOKEN_CONFIGS whose CTAs keep AUTO_MIN_CHUNKS chunks after the occupancy split."""
+    m, k, n = shape
+    auto = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, ctas_per_sm=1, k_warps=2, stages=8,
+                                    token_tiles=cuda_gemm.AUTO_TOKEN_TILES)
+    assert cuda_gemm.pick_config(64, "nvfp4") == cuda_gemm.pick_config(17, "mxfp4") == auto
+    assert auto.label == "r1k2c1s0p8tm0w"
+    resolved = cuda_gemm.resolve_token_tiles(auto, m, n, k, 132)
+    split = cuda_gemm.choose_split_k(m, n, k, resolved, 132)
+    assert (cuda_gemm.token_tiles(m, resolved.token_tiles), resolved.k_warps, resolved.stages, split) == picked
+    assert cuda_gemm.producer_kernel_exists(resolved.token_tiles, resolved.k_warps, resolved.stages)
+    # configs that name their token tiles, and other kernels, pass through unchanged
+    fixed = dataclasses.replace(auto, token_tiles=8, k_warps=1, stages=4)
+    assert cuda_gemm.resolve_token_tiles(fixed, m, n, k, 132) is fixed
 
 
 def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -423,7 +460,11 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, token_tiles=1,
                                                              split_k=2),
                                     dataclasses.replace(PRODUCER, k_warps=2),
-                                    dataclasses.replace(PRODUCER, k_warps=2, stages=8, token_tiles=1, split_k=3)],
+                                    dataclasses.replace(PRODUCER, k_warps=2, stages=8, token_tiles=1, split_k=3),
+                                    dataclasses.replace(PRODUCER, token_tiles=8),
+                                    dataclasses.replace(PRODUCER, token_tiles=8, split_k=2),
+                                    dataclasses.replace(PRODUCER, token_tiles=4, stages=8, split_k=3),
+                                    dataclasses.replace(PRODUCER, token_tiles=cuda_gemm.AUTO_TOKEN_TILES)],
                          ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
@@ -556,7 +597,9 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
                                     PRODUCER, dataclasses.replace(PRODUCER, token_tiles=1, stages=8),
-                                    dataclasses.replace(PRODUCER, k_warps=2)],
+                                    dataclasses.replace(PRODUCER, k_warps=2),
+                                    dataclasses.replace(PRODUCER, token_tiles=4, stages=8),
+                                    dataclasses.replace(PRODUCER, token_tiles=8)],
                          ids=lambda c: c.label)
 def test_gpu_planted_bugs_fail_in_kernels_of_their_own(plant: str, config) -> None:
     """The 32- and 64-token kernels and the producer kernel are instantiations of their own,

@@ -53,8 +53,28 @@ STAGES = (4,)  # the planted bugs and diagnostics too, with rows_per_warp 1 only
 PRODUCER_STAGES = (4, 8)  # the producer-warp kernel's ring depths (CudaGemmConfig.producer)
 PRODUCER_K_WARPS = (1, 2)  # its computing warps per 16-row tile (2: 16 computing warps, even and odd steps)
 # most 8-token tiles per CTA: 4 and 8 (32, 64 tokens decode each weight once, not 2 or 4
-# times) are instantiated with x_ring, k_warps 1 and 4 stages only
+# times) are instantiated with x_ring, k_warps 1 and 4 stages, and in the producer kernel
 TOKEN_TILES = (1, 2, 4, 8)
+AUTO_TOKEN_TILES = 0  # CudaGemmConfig.token_tiles of the producer kernel: chosen per problem (resolve_token_tiles)
+# token_tiles 0: the first of these producer kernels (token tiles, k_warps, stages) whose
+# CTAs keep at least AUTO_MIN_CHUNKS chunks of K each after the occupancy split, else the
+# last. More tokens per CTA decode each weight for more of them, but leave fewer CTAs, which
+# the split of K then makes up for, and a split's finish pays only over a long enough K.
+# H100, session 16 (us, NVFP4, M = 64; the first pick in brackets): 4096x4096 (32 chunks;
+# 32 row CTAs) 64 tokens 21.6 (split 4), 32 tokens 16.3 (split 2), 16 tokens 15.7 (no split,
+# [picked]); 14336x4096 (112 chunks) 38.9, 37.0 [split 2: 56 chunks], 46.8; 4096x14336 (112
+# row CTAs) 34.7 [no split], 41.0, 57.3 (448 CTAs, four waves).
+AUTO_TOKEN_CONFIGS = ((8, 1, 4), (4, 1, 8), (2, 2, 8))
+AUTO_MIN_CHUNKS = 32
+
+
+def producer_kernel_exists(token_tiles: int, k_warps: int, stages: int) -> bool:
+    """Whether the producer kernel is built for this (w4a16_gemm.cuh, producer_instantiated):
+    token tiles 1 or 2 with one or two computing warps per tile and 4 or 8 stages; 4 with
+    one warp, 4 or 8 stages; 8 with one warp and 4 stages (8 would not fit shared memory)."""
+    if token_tiles not in TOKEN_TILES or k_warps not in PRODUCER_K_WARPS or stages not in PRODUCER_STAGES:
+        return False
+    return token_tiles <= 2 or (k_warps == 1 and (token_tiles == 4 or stages == 4))
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
            "resolve_k_warps", "routed_rows_matmul", "tiled_layout"]
@@ -70,21 +90,29 @@ class CudaGemmConfig:
     k_warps: int = 1
     tiled: bool = False  # read the weight in the tiled layout (tiled_layout: made once per weight, cached)
     x_ring: bool = False  # x streams through a ring shared by the CTA's warps (else the CTA stages it up front)
-    token_tiles: int = 2  # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1)
+    # the most 8-token MMA tiles per CTA (TOKEN_TILES; above 2 only x_ring with k_warps 1, or
+    # the producer kernel; 0 (AUTO_TOKEN_TILES): the producer kernel picks per problem,
+    # resolve_token_tiles)
+    token_tiles: int = 2
     # 4 warps of the CTA fill a CTA-wide ring of weights and x for 8 tiles of 16 rows with
     # k_warps computing warps each (PRODUCER_K_WARPS; w4a16_gemm.cuh, gemm_producer_kernel):
-    # tiled, not x_ring, rows_per_warp 1, token_tiles 1 or 2, stages one of
-    # PRODUCER_STAGES; the plain GEMM only (no routed rows)
+    # tiled, not x_ring, rows_per_warp 1, stages one of PRODUCER_STAGES; above 2 token tiles
+    # k_warps 1 only, and 4 stages at 8 (an 8-stage ring would not fit shared memory); the
+    # plain GEMM only (no routed rows)
     producer: bool = False
 
     def __post_init__(self) -> None:
         if self.producer:
-            if (not self.tiled or self.x_ring or self.rows_per_warp != 1 or self.k_warps not in PRODUCER_K_WARPS
-                    or self.token_tiles > 2 or self.stages not in PRODUCER_STAGES
-                    or self.ctas_per_sm < 1 or self.split_k < 0):
+            auto = self.token_tiles == AUTO_TOKEN_TILES
+            if (not self.tiled or self.x_ring or self.rows_per_warp != 1 or self.ctas_per_sm < 1 or self.split_k < 0
+                    or (auto and (self.split_k or self.k_warps not in PRODUCER_K_WARPS
+                                  or self.stages not in PRODUCER_STAGES))
+                    or (not auto and not producer_kernel_exists(self.token_tiles, self.k_warps, self.stages))):
                 raise ValueError(f"bad CUDA W4A16 config {self}: the producer kernel needs tiled, no x_ring,"
-                                 f" rows_per_warp 1, k_warps one of {PRODUCER_K_WARPS}, token_tiles 1 or 2,"
-                                 f" stages one of {PRODUCER_STAGES}, ctas_per_sm >= 1, split_k >= 0")
+                                 f" rows_per_warp 1, k_warps one of {PRODUCER_K_WARPS} (1 above 2 token tiles),"
+                                 f" token_tiles one of {TOKEN_TILES} or {AUTO_TOKEN_TILES} (auto, with split_k 0),"
+                                 f" stages one of {PRODUCER_STAGES} (4 at token_tiles 8), ctas_per_sm >= 1,"
+                                 f" split_k >= 0")
             return
         if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES
                 or self.k_warps not in (*K_WARPS, AUTO_K_WARPS)
@@ -143,6 +171,21 @@ def resolve_k_warps(config: CudaGemmConfig, m: int, n: int, sms: int, batches: i
         resolved = dataclasses.replace(config, k_warps=k_warps)
         if output_tiles(m, n, resolved.rows_per_cta, config.token_tiles) * batches >= config.ctas_per_sm * sms:
             return resolved
+    return resolved
+
+
+def resolve_token_tiles(config: CudaGemmConfig, m: int, n: int, k: int, sms: int) -> CudaGemmConfig:
+    """`config` with token_tiles 0 (auto, the producer kernel) replaced by the first of
+    AUTO_TOKEN_CONFIGS (token tiles, k_warps, stages) whose CTAs over the problem keep at
+    least AUTO_MIN_CHUNKS chunks of K each after the occupancy split (choose_split_k), or by
+    the last; any other config as it is."""
+    if not config.producer or config.token_tiles != AUTO_TOKEN_TILES:
+        return config
+    chunks = -(-k // CHUNK)
+    for tiles, k_warps, stages in AUTO_TOKEN_CONFIGS:
+        resolved = dataclasses.replace(config, token_tiles=tiles, k_warps=k_warps, stages=stages)
+        if -(-chunks // choose_split_k(m, n, k, resolved, sms)) >= AUTO_MIN_CHUNKS:
+            break
     return resolved
 
 
@@ -329,9 +372,17 @@ _M1 = CudaGemmConfig(rows_per_warp=1, k_warps=AUTO_K_WARPS, ctas_per_sm=1, stage
 # 60.8 (the geometric mean of the three: 35.0 / 37.5 against 36.8 / 40.9), 32x4096x4096 12.5
 # / 12.7 against 13.3 / 13.0, 32x4096x14336 29.2 / 31.4 against 28.9 / 30.8. Above 64 tokens
 # nothing was measured, so the x ring keeps them.
-_M2_TO_64 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, tiled=True, producer=True)
+_M2_TO_16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, tiled=True, producer=True)
+# Session 16: the producer kernel at 32 and 64 tokens per CTA (one token group: each weight
+# decoded once) where the problem leaves each CTA 32 chunks or more, else the 16-token
+# groups above (resolve_token_tiles). H100 tuner, same run, NVFP4 / MXFP4 us, the picked
+# kernel against 16-token groups: 64x4096x14336 34.7 / 33.7 against 57.3 / 61.7 (cuBLAS
+# 44.3), 64x14336x4096 37.0 / 38.6 against 46.8 / 48.7 (cuBLAS 46.6), 32x4096x14336 21.2 /
+# 21.9 against 29.1 / 31.5 (cuBLAS 44.3); 64x4096x4096 and 32x4096x4096 keep the 16-token
+# groups (15.8 / 16.7 and 12.4 / 12.8).
+_M17_TO_64 = dataclasses.replace(_M2_TO_16, token_tiles=AUTO_TOKEN_TILES)
 _ABOVE_64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
-_BOTH = ((1, _M1), (64, _M2_TO_64), (1 << 30, _ABOVE_64))  # one table for both formats since session 10
+_BOTH = ((1, _M1), (16, _M2_TO_16), (64, _M17_TO_64), (1 << 30, _ABOVE_64))  # one table for both formats since session 10
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}
 TABLE_ENV = "SWIGLU_CHECK_W4A16_CUDA_TABLE"
 
@@ -407,7 +458,7 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     if m == 0 or n == 0:
         return y
     sms = _sm_count(x.device)
-    cfg = resolve_k_warps(cfg, m, n, sms)
+    cfg = resolve_token_tiles(resolve_k_warps(cfg, m, n, sms), m, n, k, sms)
     split = choose_split_k(m, n, k, cfg, sms)
     _launch(x, weight, y, m, cfg, split, _empty_int(x.device), None, PLANTS[plant])
     return y

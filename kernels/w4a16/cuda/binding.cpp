@@ -33,12 +33,14 @@
 //
 // token_tiles (1, 2, 4 or 8): the most 8-token MMA tiles a CTA takes (it takes the fewest
 // that hold M, up to this; more tokens run as several token groups). Above 2 only with
-// x_ring, tiled and k_warps 1: 64 tokens decode each weight once instead of 4 times.
+// x_ring, tiled and k_warps 1, or the producer kernel: 64 tokens decode each weight once
+// instead of 4 times.
 //
 // producer = 1: the producer-warp kernel (w4a16_gemm.cuh, gemm_producer_kernel): 4 warps
 // fill a CTA-wide ring of weights and x for 8 tiles of 16 rows, with k_warps (1 or 2)
-// computing warps each. Needs tiled, x_ring 0, rows_per_warp 1, k_warps 1 or 2,
-// token_tiles 1 or 2, stages 4 or 8, no routed rows and plant 0 to 3.
+// computing warps each. Needs tiled, x_ring 0, rows_per_warp 1, k_warps 1 or 2 (1 at
+// token_tiles 4 and 8), stages 4 or 8 (4 at token_tiles 8: the ring must fit shared
+// memory), no routed rows and plant 0 to 3.
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -81,9 +83,10 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(stages == 4 || (producer && stages == 8),
           "stages must be 4 (or 8 with the producer kernel), got " + std::to_string(stages));
   require(!producer || (tiled && !x_ring && rows_per_warp == 1 && (k_warps == 1 || k_warps == 2) &&
-                        max_token_tiles <= 2 && row_expert.numel() == 0 && plant <= 3),
-          "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1 or 2, token_tiles 1 or 2, no "
-          "routed rows and plant 0 to 3");
+                        (max_token_tiles <= 2 || k_warps == 1) && !(max_token_tiles == 8 && stages == 8) &&
+                        row_expert.numel() == 0 && plant <= 3),
+          "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1 or 2 (1 above 2 token tiles), "
+          "4 stages at token_tiles 8, no routed rows and plant 0 to 3");
   require(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "k_warps must be 1, 2, 4 or 8, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 6, "plant must be 0 to 6, got " + std::to_string(plant));
   require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
@@ -102,8 +105,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(!x_ring || tiled, "x_ring needs the tiled layout (tiled = 1)");
   require(max_token_tiles == 1 || max_token_tiles == 2 || max_token_tiles == 4 || max_token_tiles == 8,
           "token_tiles must be 1, 2, 4 or 8, got " + std::to_string(max_token_tiles));
-  require(max_token_tiles <= 2 || (x_ring && k_warps == 1),
-          "token_tiles 4 and 8 need x_ring (and the tiled layout) and k_warps 1");
+  require(max_token_tiles <= 2 || producer || (x_ring && k_warps == 1),
+          "token_tiles 4 and 8 need x_ring (and the tiled layout) and k_warps 1, or the producer kernel");
   // per routed row one token; else x's rows
   const int64_t m = routed ? 1 : x.size(0), k = x.size(1);
   if (routed) {
@@ -229,9 +232,9 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
     int max_shared = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.device().index()));
-    require(shared <= max_shared, "this split of K needs " + std::to_string(shared) +
-                                      " bytes of shared memory per CTA, more than the device's " +
-                                      std::to_string(max_shared) + "; use a larger split_k");
+    require(shared <= max_shared, std::string(producer ? "this ring" : "this split of K") + " needs " +
+                                      std::to_string(shared) + " bytes of shared memory per CTA, more than the device's " +
+                                      std::to_string(max_shared) + (producer ? "; use fewer stages" : "; use a larger split_k"));
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   const bool bf16 = x.scalar_type() == at::kBFloat16;

@@ -23,13 +23,14 @@
 //   slower at M = 1, measured). The rows' block-scale bytes ride in the same ring (ncu:
 //   scale loads kept in registers waited on L2/DRAM round trips for a quarter of the
 //   warps' samples).
-// - A CTA takes MT tiles of 8 tokens (1, 2; with the x ring also 4, 8: the weights are
-//   decoded once for up to 64 tokens). More tokens run as groups of 8 * MT along grid x,
-//   next to each other, so the groups reading one weight tile share it through L2.
+// - A CTA takes MT tiles of 8 tokens (1, 2; with the x ring or the producer warps also 4,
+//   8: the weights are decoded once for up to 64 tokens). More tokens run as groups of
+//   8 * MT along grid x, next to each other, so the groups reading one weight tile share
+//   it through L2.
 // - Split-K over gridDim.y: each split writes fp32 partials; the last CTA of a tile to
 //   arrive sums them in split order (deterministic) and rounds once.
-// - gemm_producer_kernel (below, M <= 16 per token group) splits the CTA instead into
-//   warps that copy and warps that compute, handing a CTA-wide ring over by mbarriers.
+// - gemm_producer_kernel (below, up to 64 tokens per token group) splits the CTA instead
+//   into warps that copy and warps that compute, handing a CTA-wide ring over by mbarriers.
 //
 // The K permutation (why no shuffles are needed)
 // For one weight row and one 128-element chunk, lane (g, c) = (lane / 4, lane % 4) loads
@@ -324,9 +325,9 @@ __device__ __forceinline__ void decode_word(uint32_t q, uint32_t scale, uint32_t
 __host__ __device__ constexpr bool two_chains(int r, int mt) { return r * mt <= 8; }
 
 // acc += acc_odd (the two chains' sums, once after the last chunk).
-template <int R, int MT>
+template <int R, int MT, bool TWO_CHAINS = two_chains(R, MT)>
 __device__ __forceinline__ void fold_odd_chain(float (&acc)[R][MT][4], const float (&acc_odd)[R][MT][4]) {
-  if constexpr (two_chains(R, MT)) {
+  if constexpr (TWO_CHAINS) {
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -338,11 +339,11 @@ __device__ __forceinline__ void fold_odd_chain(float (&acc)[R][MT][4], const flo
 
 // One chunk of a warp's R tiles (weights wq, scale bytes as read_lane_scales gives them):
 // decoded, scaled and multiplied into acc (even words) and acc_odd (odd words, when
-// kTwoChains). load_x(j, w): token tile j's x operands of word w (tiled: as loaded).
-template <typename T, int FORMAT, int MT, int R, int TL, int PLANT, typename LoadX>
+// TWO_CHAINS). load_x(j, w): token tile j's x operands of word w (tiled: as loaded).
+template <typename T, int FORMAT, int MT, int R, int TL, int PLANT, bool TWO_CHAINS = two_chains(R, MT), typename LoadX>
 __device__ __forceinline__ void chunk_mmas(float (&acc)[R][MT][4], float (&acc_odd)[R][MT][4], const uint4 (&wq)[R][2],
                                            const uint32_t (&bytes)[R], const LoadX& load_x) {
-  constexpr bool kTwoChains = two_chains(R, MT);
+  constexpr bool kTwoChains = TWO_CHAINS;
   if constexpr (PLANT == kNoMath) {  // keep the ring's reads, skip decode and MMAs
     uint32_t bits = 0;
 #pragma unroll
@@ -867,8 +868,8 @@ inline dim3 gemm_grid(const GemmParams& p, int rows) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The producer-warp kernel (GemmParams via launch_producer; tiled layout, M <= 16 per token
-// group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step
+// The producer-warp kernel (GemmParams via launch_producer; tiled layout, up to 64 tokens per
+// token group): kWarps consumer warps, one 16-row tile each, all on the same chunk at each step
 // (or 2 kWarps, two per tile taking its even and odd steps: KW = 2), and kProducerWarps
 // producer warps that fill a CTA-wide ring of S stages, each holding the CTA's tiles of one
 // chunk (weights and scales: one bulk copy when the pieces are chunk-major, else one per
@@ -879,7 +880,8 @@ inline dim3 gemm_grid(const GemmParams& p, int rows) {
 // 17.6 us against 18.9 for the x ring (kernels/w4a16/NOTES.md); with one producer warp 30 us
 // (its 8 x copies per step and thread had about one step in flight), with a bulk copy per
 // tile 38 us (a bulk copy costs per copy, not per byte). Session 14, KW = 2 and 8 stages:
-// 16.3 us.
+// 16.3 us. Session 16, 32 and 64 tokens per CTA (MT 4, 8) instead of token groups of 16:
+// 64x4096x14336 34.7 us against 57.3 (each weight decoded once, and 112 CTAs instead of 448).
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -927,6 +929,11 @@ constexpr int kProducerWarps = 4;  // the x copies spread over them: 2 per threa
 template <typename T, int FORMAT, int MT, int S, int KW, int PLANT>
 __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_producer_kernel(const GemmParams params) {
   static_assert((KW == 1 || KW == 2) && S % KW == 0, "one or two computing warps per tile, each with its own stages");
+  // Up to 16 tokens a warp loads its x of a stage into registers (8 uint4) and frees the
+  // stage before its math, with two accumulator chains; 32 and 64 tokens (16 and 32 uint4)
+  // read x during the math, with one chain (their MT MMAs per step are independent already).
+  constexpr bool kXInRegisters = MT <= 2;
+  constexpr bool kTwoChains = MT <= 2;
   GemmParams p = params;
   const float row_weight = route_params<T>(p);
   constexpr int kTileBytes = ring_tile_bytes(FORMAT);
@@ -1034,19 +1041,27 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
 #pragma unroll
           for (int h = 0; h < 2; ++h) wq[0][h] = reinterpret_cast<const uint4*>(tile)[h * 32 + lane];
           uint32_t bytes[1] = {read_lane_scales<FORMAT, 1, PLANT>(tile + kWeightTileBytes, lane)};
-          uint4 bx[MT][4];
+          auto x_at = [&](int j, int w) { return *reinterpret_cast<const uint4*>(stage + x_lane[j] + w * 64); };
+          if constexpr (kXInRegisters) {  // the stage is free before the math
+            uint4 bx[MT][4];
 #pragma unroll
-          for (int j = 0; j < MT; ++j)
+            for (int j = 0; j < MT; ++j)
 #pragma unroll
-            for (int w = 0; w < 4; ++w) bx[j][w] = *reinterpret_cast<const uint4*>(stage + x_lane[j] + w * 64);
-          __syncwarp();
-          if (lane == 0) mbarrier_arrive(&empty[i]);
-          chunk_mmas<T, FORMAT, MT, 1, 1, PLANT>(acc, acc_odd, wq, bytes, [&](int j, int w) { return bx[j][w]; });
+              for (int w = 0; w < 4; ++w) bx[j][w] = x_at(j, w);
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(&empty[i]);
+            chunk_mmas<T, FORMAT, MT, 1, 1, PLANT, kTwoChains>(acc, acc_odd, wq, bytes,
+                                                               [&](int j, int w) { return bx[j][w]; });
+          } else {  // x read word by word during the math; the stage is free after it
+            chunk_mmas<T, FORMAT, MT, 1, 1, PLANT, kTwoChains>(acc, acc_odd, wq, bytes, x_at);
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(&empty[i]);
+          }
         }
       }
       parity ^= 1;
     }
-    fold_odd_chain(acc, acc_odd);
+    fold_odd_chain<1, MT, kTwoChains>(acc, acc_odd);
   }
   if constexpr (KW == 2) {  // the odd steps' warp hands its sums to the even steps' (after the ring)
     float* const sums = reinterpret_cast<float*>(ring + S * kStageBytes) + (tile_warp * 32 + lane) * MT * 4;
@@ -1075,24 +1090,38 @@ cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t 
   return cudaGetLastError();
 }
 
-// M <= 16 per token group, the tiled layout, 8 tiles of 16 rows per CTA with one or two
-// computing warps each (k_warps), 4 or 8 stages.
+// Which producer kernels exist: 32 and 64 tokens (MT 4, 8) with one computing warp per tile
+// only (with two, their 640 threads get 96 registers each and spilled; one was faster
+// anyway, H100 session 16: 64x4096x14336 NVFP4 34.7 against 43.5 us at MT 8), and only
+// rings that fit the H100's shared memory (MT 8: 4 stages).
+__host__ __device__ constexpr bool producer_instantiated(int format, int mt, int stages, int k_warps) {
+  return (mt <= 2 || k_warps == 1) && producer_shared_bytes(format, mt, stages, k_warps) + kStaticSharedBound <= kMaxSharedBytes;
+}
+
+// Up to 64 tokens per token group (token tiles 1, 2, 4, 8), the tiled layout, 8 tiles of
+// 16 rows per CTA with one or two computing warps each (k_warps), 4 or 8 stages: the
+// kernels producer_instantiated names.
 template <typename T, int FORMAT>
 cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
   const dim3 grid = gemm_grid(p, cta_rows(1, 1));
-  if (p.row_expert != nullptr || (mt != 1 && mt != 2) || (stages != 4 && stages != 8) || (k_warps != 1 && k_warps != 2))
+  if (p.row_expert != nullptr || (mt != 1 && mt != 2 && mt != 4 && mt != 8) || (stages != 4 && stages != 8) ||
+      (k_warps != 1 && k_warps != 2))
     return cudaErrorInvalidValue;
   auto pick = [&](auto mt_tag, auto s_tag, auto kw_tag) -> cudaError_t {
     constexpr int kMT = decltype(mt_tag)::value;
     constexpr int kS = decltype(s_tag)::value;
     constexpr int kKW = decltype(kw_tag)::value;
-    switch (plant) {
-      case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoPlant>(p, grid, stream);
-      case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNibbleSwap>(p, grid, stream);
-      case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kScaleOffByOne>(p, grid, stream);
-      case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoMath>(p, grid, stream);
-      default: return cudaErrorInvalidValue;
+    if constexpr (!producer_instantiated(FORMAT, kMT, kS, kKW)) {
+      return cudaErrorInvalidValue;
+    } else {
+      switch (plant) {
+        case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoPlant>(p, grid, stream);
+        case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNibbleSwap>(p, grid, stream);
+        case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kScaleOffByOne>(p, grid, stream);
+        case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoMath>(p, grid, stream);
+        default: return cudaErrorInvalidValue;
+      }
     }
   };
   using One = std::integral_constant<int, 1>;
@@ -1102,8 +1131,13 @@ cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, int pl
   auto with_kw = [&](auto mt_tag, auto s_tag) {
     return k_warps == 1 ? pick(mt_tag, s_tag, One{}) : pick(mt_tag, s_tag, Two{});
   };
-  if (mt == 1) return stages == 4 ? with_kw(One{}, Four{}) : with_kw(One{}, Eight{});
-  return stages == 4 ? with_kw(Two{}, Four{}) : with_kw(Two{}, Eight{});
+  auto with_stages = [&](auto mt_tag) { return stages == 4 ? with_kw(mt_tag, Four{}) : with_kw(mt_tag, Eight{}); };
+  switch (mt) {
+    case 1: return with_stages(One{});
+    case 2: return with_stages(Two{});
+    case 4: return with_stages(Four{});
+    default: return with_stages(Eight{});
+  }
 }
 
 // Host side: the kernel for one problem. MT (8-token tiles per CTA: GemmParams.token_tiles,

@@ -61,6 +61,7 @@ __host__ __device__ constexpr int token_groups(int m, int mt) { return (m + 8 * 
 inline int cta_rows(int rows_per_warp, int k_warps) { return kWarps / k_warps * 16 * rows_per_warp; }
 
 constexpr int kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory a launch gets without opting in
+constexpr int kMaxSharedBytes = 227 * 1024;  // shared memory per CTA on sm_90 with the opt-in (the most the kernels target)
 constexpr int kWeightTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one chunk: two 16-byte loads per lane
 
 // Scale bytes of one weight row over one chunk: 8 NVFP4 blocks of 16, or 4 MXFP4 blocks of 32.
