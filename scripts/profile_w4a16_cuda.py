@@ -51,7 +51,7 @@ def main() -> int:
         cuda_gemm.cuda_w4a16_matmul(x, weight, config=cfg, plant=args.plant)
     torch.cuda.synchronize()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    cfg = cuda_gemm.resolve_k_warps(cfg, m, n, sms)
+    cfg = cuda_gemm.resolve_config(cfg, m, n, k, sms)
     print(f"{args.shape} {args.format} {cfg.label}: split_k {cuda_gemm.choose_split_k(m, n, k, cfg, sms)},"
           f" {cuda_gemm.output_tiles(m, n, cfg.rows_per_cta, cfg.token_tiles)} output tiles")
     return 0

@@ -118,7 +118,7 @@ def main() -> int:
                 twin = dataclasses.replace(cfg, token_tiles=2)
             except ValueError:  # a config whose kernels exist for other token tiles only: no twin
                 twin = cfg
-            if (cfg.token_tiles != 2 and twin.label in per_config
+            if (cfg.token_tiles not in (2, cuda_gemm.AUTO_TOKEN_TILES) and twin.label in per_config
                     and cuda_gemm.token_tiles(m, cfg.token_tiles) == cuda_gemm.token_tiles(m)):
                 per_config[cfg.label] = per_config[twin.label]
                 continue

@@ -77,7 +77,7 @@ def producer_kernel_exists(token_tiles: int, k_warps: int, stages: int) -> bool:
     return token_tiles <= 2 or (k_warps == 1 and (token_tiles == 4 or stages == 4))
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
-           "resolve_k_warps", "routed_rows_matmul", "tiled_layout"]
+           "resolve_config", "resolve_k_warps", "resolve_token_tiles", "routed_rows_matmul", "tiled_layout"]
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,12 @@ def resolve_token_tiles(config: CudaGemmConfig, m: int, n: int, k: int, sms: int
         if -(-chunks // choose_split_k(m, n, k, resolved, sms)) >= AUTO_MIN_CHUNKS:
             break
     return resolved
+
+
+def resolve_config(config: CudaGemmConfig, m: int, n: int, k: int, sms: int) -> CudaGemmConfig:
+    """The config one M x K x N problem runs with: its per-problem choices (k_warps 0,
+    token_tiles 0) made."""
+    return resolve_token_tiles(resolve_k_warps(config, m, n, sms), m, n, k, sms)
 
 
 def chunk_scale_bytes(fmt: str) -> int:
@@ -458,7 +464,7 @@ def cuda_w4a16_matmul(x: torch.Tensor, weight: FP4Weight, *, config: CudaGemmCon
     if m == 0 or n == 0:
         return y
     sms = _sm_count(x.device)
-    cfg = resolve_token_tiles(resolve_k_warps(cfg, m, n, sms), m, n, k, sms)
+    cfg = resolve_config(cfg, m, n, k, sms)
     split = choose_split_k(m, n, k, cfg, sms)
     _launch(x, weight, y, m, cfg, split, _empty_int(x.device), None, PLANTS[plant])
     return y
