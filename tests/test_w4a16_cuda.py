@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 import functools
+import itertools
 import re
 from pathlib import Path
 
@@ -547,6 +548,31 @@ def test_gpu_bad_arguments_are_one_line_errors() -> None:
     with pytest.raises(ValueError, match="unknown planted bug"):
         cuda_gemm.cuda_w4a16_matmul(x, q, plant="typo")
     assert cuda_gemm.cuda_w4a16_matmul(x[:0], q).shape == (0, 64)
+
+
+@gpu
+@pytest.mark.parametrize("fmt", fp4.FORMATS)
+def test_gpu_binding_takes_exactly_the_producer_kernels_python_says_exist(fmt: str) -> None:
+    """The op itself (not only CudaGemmConfig) refuses a producer kernel that is not built,
+    with a one-line error, and runs every one that is: the header's producer_instantiated
+    and cuda_gemm.producer_kernel_exists agree."""
+    x, q, exact = make_problem(fmt, 64, 512, 256, torch.bfloat16)
+    tiled = cuda_gemm.tiled_layout(q)
+    empty = torch.empty(0, dtype=torch.int32, device=x.device)
+    for tiles, k_warps, stages in itertools.product(cuda_gemm.TOKEN_TILES, cuda_gemm.PRODUCER_K_WARPS,
+                                                    cuda_gemm.PRODUCER_STAGES):
+        y = torch.empty((64, 256), dtype=x.dtype, device=x.device)
+
+        def run() -> None:
+            torch.ops.swiglu_check_w4a16.gemm_(x, tiled, empty.to(torch.uint8), q.global_scale.reshape(-1).float(), y,
+                                               y, y, empty, empty.float(), cuda_gemm.FORMAT_IDS[fmt], 1, stages,
+                                               k_warps, 1, 0, 1, 0, tiles, 1)
+        if cuda_gemm.producer_kernel_exists(tiles, k_warps, stages):
+            run()
+            assert_one_rounding_of_an_fp32_sum(y, x, q, exact)
+        else:
+            with pytest.raises(RuntimeError, match="the producer kernel needs"):
+                run()
 
 
 @gpu

@@ -83,7 +83,8 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   require(stages == 4 || (producer && stages == 8),
           "stages must be 4 (or 8 with the producer kernel), got " + std::to_string(stages));
   require(!producer || (tiled && !x_ring && rows_per_warp == 1 && (k_warps == 1 || k_warps == 2) &&
-                        (max_token_tiles <= 2 || k_warps == 1) && !(max_token_tiles == 8 && stages == 8) &&
+                        producer_instantiated(static_cast<int>(format), static_cast<int>(max_token_tiles),
+                                              static_cast<int>(stages), static_cast<int>(k_warps)) &&
                         row_expert.numel() == 0 && plant <= 3),
           "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1 or 2 (1 above 2 token tiles), "
           "4 stages at token_tiles 8, no routed rows and plant 0 to 3");

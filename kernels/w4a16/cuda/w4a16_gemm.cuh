@@ -845,7 +845,6 @@ __global__ void __launch_bounds__(kWarps * 32, (MT == 1 && R == 1 && S == 4) ? 4
 // it (the kernels' static shared memory, barriers and flags, is far less): the producer
 // kernel at 8 tokens, MXFP4, 4 stages, two warps per tile asks exactly 48 KiB dynamic,
 // which failed to launch without one.
-constexpr int kStaticSharedBound = 1024;
 template <auto Kernel>
 cudaError_t allow_shared_bytes(int bytes) {
   if (bytes + kStaticSharedBound <= kDefaultSharedBytes) return cudaSuccess;
@@ -1088,14 +1087,6 @@ cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t 
   if (err != cudaSuccess) return err;
   kernel<<<grid, (kWarps * KW + kProducerWarps) * 32, bytes, stream>>>(p);
   return cudaGetLastError();
-}
-
-// Which producer kernels exist: 32 and 64 tokens (MT 4, 8) with one computing warp per tile
-// only (with two, their 640 threads get 96 registers each and spilled; one was faster
-// anyway, H100 session 16: 64x4096x14336 NVFP4 34.7 against 43.5 us at MT 8), and only
-// rings that fit the H100's shared memory (MT 8: 4 stages).
-__host__ __device__ constexpr bool producer_instantiated(int format, int mt, int stages, int k_warps) {
-  return (mt <= 2 || k_warps == 1) && producer_shared_bytes(format, mt, stages, k_warps) + kStaticSharedBound <= kMaxSharedBytes;
 }
 
 // Up to 64 tokens per token group (token tiles 1, 2, 4, 8), the tiled layout, 8 tiles of

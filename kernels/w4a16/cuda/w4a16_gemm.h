@@ -62,6 +62,7 @@ inline int cta_rows(int rows_per_warp, int k_warps) { return kWarps / k_warps * 
 
 constexpr int kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory a launch gets without opting in
 constexpr int kMaxSharedBytes = 227 * 1024;  // shared memory per CTA on sm_90 with the opt-in (the most the kernels target)
+constexpr int kStaticSharedBound = 1024;  // the kernels' static shared memory (barriers, flags) is at most this
 constexpr int kWeightTileBytes = 2 * 32 * 16;  // one warp's 16-row tile of one chunk: two 16-byte loads per lane
 
 // Scale bytes of one weight row over one chunk: 8 NVFP4 blocks of 16, or 4 MXFP4 blocks of 32.
@@ -93,6 +94,16 @@ __host__ __device__ constexpr int producer_stage_bytes(int format, int token_til
 // computing warps per tile (k_warps 2) the odd steps' warps' sums (MT * 4 floats per lane).
 __host__ __device__ constexpr int producer_shared_bytes(int format, int token_tiles, int stages, int k_warps) {
   return stages * producer_stage_bytes(format, token_tiles) + (k_warps == 2 ? kWarps * 32 * token_tiles * 4 * 4 : 0);
+}
+
+// Which producer kernels exist (the launchers instantiate these, the binding and
+// cuda_gemm.producer_kernel_exists accept these): 32 and 64 tokens (token tiles 4, 8) with
+// one computing warp per tile only (with two, their 640 threads get 96 registers each and
+// spilled; one was faster anyway, H100 session 16: 64x4096x14336 NVFP4 34.7 against 43.5 us
+// at 8 token tiles), and only rings that fit the H100's shared memory (8 token tiles: 4 stages).
+__host__ __device__ constexpr bool producer_instantiated(int format, int token_tiles, int stages, int k_warps) {
+  return (token_tiles <= 2 || k_warps == 1) &&
+         producer_shared_bytes(format, token_tiles, stages, k_warps) + kStaticSharedBound <= kMaxSharedBytes;
 }
 
 // Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
