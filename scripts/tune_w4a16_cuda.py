@@ -49,6 +49,8 @@ def main() -> int:
     parser.add_argument("--x-ring", default="0,1", help="x path: 0 staged per CTA up front, 1 a CTA-wide ring")
     parser.add_argument("--producer", default="0,1",
                         help="1: the producer-warp kernel (tiled, no x ring, rows 1, one or two warps along K; stages 4 or 8)")
+    parser.add_argument("--x-tensor", default="0",
+                        help="1: the producer kernel's x by the bulk tensor copy engine (producer configs only)")
     parser.add_argument("--token-tiles", default="2,8",
                         help="most 8-token tiles per CTA (above 2: x ring and k_warps 1, or the producer kernel)")
     parser.add_argument("--variants", default="", help="diagnostic kernel variants to time too (cuda_gemm.PLANTS)")
@@ -72,13 +74,14 @@ def main() -> int:
         return [int(v) for v in text.split(",") if v]
 
     configs, skipped = [], 0
-    for r, kw, c, st, t, xr, tt, pr in itertools.product(ints(args.rows), ints(args.k_warps), ints(args.ctas),
-                                                         ints(args.stages), ints(args.tiled), ints(args.x_ring),
-                                                         ints(args.token_tiles), ints(args.producer)):
+    for r, kw, c, st, t, xr, tt, pr, xt in itertools.product(ints(args.rows), ints(args.k_warps), ints(args.ctas),
+                                                             ints(args.stages), ints(args.tiled), ints(args.x_ring),
+                                                             ints(args.token_tiles), ints(args.producer),
+                                                             ints(args.x_tensor)):
         try:
             configs.append(cuda_gemm.CudaGemmConfig(rows_per_warp=r, k_warps=kw, ctas_per_sm=c, stages=st,
                                                     tiled=bool(t), x_ring=bool(xr), token_tiles=tt,
-                                                    producer=bool(pr)))
+                                                    producer=bool(pr), x_tensor=bool(xt)))
         except ValueError:  # a combination no kernel is built for (CudaGemmConfig says which)
             skipped += 1
     if not configs:

@@ -39,8 +39,9 @@ COMPILED_SOURCES = ("gemm_bf16_nvfp4.cu", "gemm_fp16_mxfp4.cu")  # both dtypes, 
 # then token tiles 4 and 8 with the x ring and one warp along K only; then the M = 9-16
 # diagnostics (x ring, 4 warp counts); then the producer-warp kernel, (the product, 2 plants,
 # no-math) for each of: token tiles 1, 2 x stages 4, 8 x computing warps per tile 1, 2; token
-# tiles 4 x stages 4, 8 with one warp per tile; token tiles 8, 4 stages, one warp
-KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + (2 * 2 * 2 + 2 + 1) * 4
+# tiles 4 x stages 4, 8 with one warp per tile; token tiles 8, 4 stages, one warp; and with x
+# by tensor copy the same but token tiles 8 with 4 and 8 stages
+KERNELS_PER_SOURCE = 2 * 3 * (2 + 3) * 4 + 2 * (2 + 3) + 3 * 4 + (2 * 2 * 2 + 2 + 1) * 4 + (2 * 2 * 2 + 2 + 2) * 4
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +304,10 @@ def test_tiled_layout_is_cached_per_weight_until_it_changes() -> None:
                                  dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=0, stages=6),
                                  dict(token_tiles=0, tiled=True, x_ring=True),
                                  dict(producer=True, rows_per_warp=1, tiled=True, stages=6),
-                                 dict(producer=True, rows_per_warp=1, tiled=True, ctas_per_sm=0)])
+                                 dict(producer=True, rows_per_warp=1, tiled=True, ctas_per_sm=0),
+                                 dict(rows_per_warp=1, tiled=True, x_ring=True, x_tensor=True),
+                                 dict(producer=True, rows_per_warp=1, tiled=True, token_tiles=4, k_warps=2,
+                                      x_tensor=True)])
 def test_config_rejects_what_no_kernel_is_built_for(bad: dict) -> None:
     with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
         cuda_gemm.CudaGemmConfig(**bad)
@@ -352,13 +356,14 @@ def test_auto_token_tiles_pick_the_widest_kernel_whose_ctas_keep_32_chunks(shape
     AUTO_TOKEN_CONFIGS whose CTAs keep AUTO_MIN_CHUNKS chunks after the occupancy split."""
     m, k, n = shape
     auto = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, ctas_per_sm=1, k_warps=2, stages=8,
-                                    token_tiles=cuda_gemm.AUTO_TOKEN_TILES)
+                                    token_tiles=cuda_gemm.AUTO_TOKEN_TILES, x_tensor=True)
     assert cuda_gemm.pick_config(64, "nvfp4") == cuda_gemm.pick_config(17, "mxfp4") == auto
-    assert auto.label == "r1k2c1s0p8tm0w"
+    assert auto.label == "r1k2c1s0p8tm0wv"
     resolved = cuda_gemm.resolve_token_tiles(auto, m, n, k, 132)
     split = cuda_gemm.choose_split_k(m, n, k, resolved, 132)
     assert (cuda_gemm.token_tiles(m, resolved.token_tiles), resolved.k_warps, resolved.stages, split) == picked
-    assert cuda_gemm.producer_kernel_exists(resolved.token_tiles, resolved.k_warps, resolved.stages)
+    assert resolved.x_tensor and cuda_gemm.producer_kernel_exists(resolved.token_tiles, resolved.k_warps,
+                                                                  resolved.stages, resolved.x_tensor)
     # configs that name their token tiles, and other kernels, pass through unchanged
     fixed = dataclasses.replace(auto, token_tiles=8, k_warps=1, stages=4)
     assert cuda_gemm.resolve_token_tiles(fixed, m, n, k, 132) is fixed
@@ -465,7 +470,13 @@ SHAPES = [(1, 4096, 4096), (5, 2112, 1000), (16, 4096, 1536), (17, 1024, 520), (
                                     dataclasses.replace(PRODUCER, token_tiles=8),
                                     dataclasses.replace(PRODUCER, token_tiles=8, split_k=2),
                                     dataclasses.replace(PRODUCER, token_tiles=4, stages=8, split_k=3),
-                                    dataclasses.replace(PRODUCER, token_tiles=cuda_gemm.AUTO_TOKEN_TILES)],
+                                    dataclasses.replace(PRODUCER, token_tiles=cuda_gemm.AUTO_TOKEN_TILES),
+                                    dataclasses.replace(PRODUCER, x_tensor=True),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, token_tiles=1, split_k=2),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, k_warps=2, stages=8, split_k=3),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, token_tiles=4, split_k=3),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, token_tiles=8),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, token_tiles=8, stages=8, split_k=2)],
                          ids=lambda c: c.label)
 def test_gpu_exact_to_one_rounding(fmt: str, dtype: str, shape: tuple, config) -> None:
     m, k, n = shape
@@ -500,7 +511,8 @@ def assert_one_rounding_of_an_fp32_sum(y: torch.Tensor, x: torch.Tensor, q, exac
 @pytest.mark.parametrize("config", [cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=8, tiled=True),
                                     cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4, tiled=True, x_ring=True),
-                                    PRODUCER, dataclasses.replace(PRODUCER, k_warps=2)],
+                                    PRODUCER, dataclasses.replace(PRODUCER, k_warps=2),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, token_tiles=8)],
                          ids=lambda c: c.label)
 def test_gpu_no_math_diagnostic_is_not_the_product(config) -> None:
     """The profiler's no-math variant streams the same bytes but must not pass for the GEMM."""
@@ -532,7 +544,8 @@ def test_gpu_split_k_is_deterministic_and_counters_reset() -> None:
                    cuda_gemm.CudaGemmConfig(split_k=8, k_warps=8), dataclasses.replace(PRODUCER, split_k=8),
                    # an odd split: the last CTA's sum loads splits two at a time (finish_tiles)
                    cuda_gemm.CudaGemmConfig(split_k=5, rows_per_warp=1),
-                   dataclasses.replace(PRODUCER, split_k=5, k_warps=2)):
+                   dataclasses.replace(PRODUCER, split_k=5, k_warps=2),
+                   dataclasses.replace(PRODUCER, split_k=5, x_tensor=True, token_tiles=8)):
         outs = [cuda_gemm.cuda_w4a16_matmul(x, q, config=config) for _ in range(5)]
         assert all(torch.equal(outs[0], o) for o in outs[1:])
         assert int(cuda_gemm._COUNTERS[x.device].abs().sum()) == 0
@@ -559,15 +572,15 @@ def test_gpu_binding_takes_exactly_the_producer_kernels_python_says_exist(fmt: s
     x, q, exact = make_problem(fmt, 64, 512, 256, torch.bfloat16)
     tiled = cuda_gemm.tiled_layout(q)
     empty = torch.empty(0, dtype=torch.int32, device=x.device)
-    for tiles, k_warps, stages in itertools.product(cuda_gemm.TOKEN_TILES, cuda_gemm.PRODUCER_K_WARPS,
-                                                    cuda_gemm.PRODUCER_STAGES):
+    for tiles, k_warps, stages, x_tensor in itertools.product(cuda_gemm.TOKEN_TILES, cuda_gemm.PRODUCER_K_WARPS,
+                                                              cuda_gemm.PRODUCER_STAGES, (False, True)):
         y = torch.empty((64, 256), dtype=x.dtype, device=x.device)
 
         def run() -> None:
             torch.ops.swiglu_check_w4a16.gemm_(x, tiled, empty.to(torch.uint8), q.global_scale.reshape(-1).float(), y,
                                                y, y, empty, empty.float(), cuda_gemm.FORMAT_IDS[fmt], 1, stages,
-                                               k_warps, 1, 0, 1, 0, tiles, 1)
-        if cuda_gemm.producer_kernel_exists(tiles, k_warps, stages):
+                                               k_warps, 1, 0, 1, 0, tiles, 2 if x_tensor else 1)
+        if cuda_gemm.producer_kernel_exists(tiles, k_warps, stages, x_tensor):
             run()
             assert_one_rounding_of_an_fp32_sum(y, x, q, exact)
         else:
@@ -591,7 +604,7 @@ def test_gpu_tiled_pieces_in_either_order_and_no_overlaps() -> None:
                                            y, empty, empty.float(), 0, 1, 4, 1, 1, 0, 1, 0, 2, producer)
         return y
 
-    for producer in (0, 1):
+    for producer in (0, 1, 2):
         assert torch.equal(run(chunk_major, producer), run(tile_major, producer))
         assert_one_rounding_of_an_fp32_sum(run(chunk_major, producer), x, q, exact)
     overlapping = tile_major[:, :1].expand(-1, tile_major.shape[1], -1)  # every chunk would read chunk 0
@@ -625,7 +638,9 @@ def test_gpu_planted_bugs_fail(plant: str) -> None:
                                     PRODUCER, dataclasses.replace(PRODUCER, token_tiles=1, stages=8),
                                     dataclasses.replace(PRODUCER, k_warps=2),
                                     dataclasses.replace(PRODUCER, token_tiles=4, stages=8),
-                                    dataclasses.replace(PRODUCER, token_tiles=8)],
+                                    dataclasses.replace(PRODUCER, token_tiles=8),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, k_warps=2, stages=8),
+                                    dataclasses.replace(PRODUCER, x_tensor=True, token_tiles=8, stages=8)],
                          ids=lambda c: c.label)
 def test_gpu_planted_bugs_fail_in_kernels_of_their_own(plant: str, config) -> None:
     """The 32- and 64-token kernels and the producer kernel are instantiations of their own,

@@ -68,13 +68,14 @@ AUTO_TOKEN_CONFIGS = ((8, 1, 4), (4, 1, 8), (2, 2, 8))
 AUTO_MIN_CHUNKS = 32
 
 
-def producer_kernel_exists(token_tiles: int, k_warps: int, stages: int) -> bool:
-    """Whether the producer kernel is built for this (w4a16_gemm.cuh, producer_instantiated):
+def producer_kernel_exists(token_tiles: int, k_warps: int, stages: int, x_tensor: bool = False) -> bool:
+    """Whether the producer kernel is built for this (w4a16_gemm.h, producer_instantiated):
     token tiles 1 or 2 with one or two computing warps per tile and 4 or 8 stages; 4 with
-    one warp, 4 or 8 stages; 8 with one warp and 4 stages (8 would not fit shared memory)."""
+    one warp, 4 or 8 stages; 8 with one warp and 4 stages (8 would not fit shared memory
+    with x's cp.async rows; with x_tensor's narrower rows they do)."""
     if token_tiles not in TOKEN_TILES or k_warps not in PRODUCER_K_WARPS or stages not in PRODUCER_STAGES:
         return False
-    return token_tiles <= 2 or (k_warps == 1 and (token_tiles == 4 or stages == 4))
+    return token_tiles <= 2 or (k_warps == 1 and (token_tiles == 4 or stages == 4 or x_tensor))
 
 __all__ = ["BuildError", "CudaGemmConfig", "availability", "cached_tiled_layout", "cuda_w4a16_matmul", "pick_config",
            "resolve_config", "resolve_k_warps", "resolve_token_tiles", "routed_rows_matmul", "tiled_layout"]
@@ -100,14 +101,20 @@ class CudaGemmConfig:
     # k_warps 1 only, and 4 stages at 8 (an 8-stage ring would not fit shared memory); the
     # plain GEMM only (no routed rows)
     producer: bool = False
+    # the producer kernel's x by the bulk tensor copy engine: one copy per stage from one
+    # producer warp, instead of 16-byte cp.async pieces from four (w4a16_gemm.h, x_tensor)
+    x_tensor: bool = False
 
     def __post_init__(self) -> None:
+        if self.x_tensor and not self.producer:
+            raise ValueError(f"bad CUDA W4A16 config {self}: x_tensor is a choice of the producer kernel")
         if self.producer:
             auto = self.token_tiles == AUTO_TOKEN_TILES
             if (not self.tiled or self.x_ring or self.rows_per_warp != 1 or self.ctas_per_sm < 1 or self.split_k < 0
                     or (auto and (self.split_k or self.k_warps not in PRODUCER_K_WARPS
                                   or self.stages not in PRODUCER_STAGES))
-                    or (not auto and not producer_kernel_exists(self.token_tiles, self.k_warps, self.stages))):
+                    or (not auto and not producer_kernel_exists(self.token_tiles, self.k_warps, self.stages,
+                                                                self.x_tensor))):
                 raise ValueError(f"bad CUDA W4A16 config {self}: the producer kernel needs tiled, no x_ring,"
                                  f" rows_per_warp 1, k_warps one of {PRODUCER_K_WARPS} (1 above 2 token tiles),"
                                  f" token_tiles one of {TOKEN_TILES} or {AUTO_TOKEN_TILES} (auto, with split_k 0),"
@@ -138,7 +145,8 @@ class CudaGemmConfig:
     def label(self) -> str:
         return (f"r{self.rows_per_warp}k{self.k_warps}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
                 + ("t" if self.tiled else "") + ("x" if self.x_ring else "")
-                + (f"m{self.token_tiles}" if self.token_tiles != 2 else "") + ("w" if self.producer else ""))
+                + (f"m{self.token_tiles}" if self.token_tiles != 2 else "") + ("w" if self.producer else "")
+                + ("v" if self.x_tensor else ""))
 
 
 def token_tiles(m: int, max_tiles: int = 2) -> int:
@@ -386,7 +394,14 @@ _M2_TO_16 = CudaGemmConfig(rows_per_warp=1, k_warps=2, ctas_per_sm=1, stages=8, 
 # 44.3), 64x14336x4096 37.0 / 38.6 against 46.8 / 48.7 (cuBLAS 46.6), 32x4096x14336 21.2 /
 # 21.9 against 29.1 / 31.5 (cuBLAS 44.3); 64x4096x4096 and 32x4096x4096 keep the 16-token
 # groups (15.8 / 16.7 and 12.4 / 12.8).
-_M17_TO_64 = dataclasses.replace(_M2_TO_16, token_tiles=AUTO_TOKEN_TILES)
+# Session 17: x by the bulk tensor copy engine (x_tensor: one copy per stage from one producer
+# warp instead of cp.async pieces from four). .tmp probe, one run, H100, NVFP4 / MXFP4 us, the
+# auto pick with x_tensor against without (cuBLAS): 64x4096x14336 28.5 / 29.1 against 33.9 /
+# 34.0 (44.5), 64x14336x4096 35.0 / 37.5 against 37.8 / 39.2 (46.4), 64x4096x4096 15.4 / 16.2
+# against 15.9 / 16.6 (14.8 / 15.1), 32x4096x14336 20.6 / 21.7 against 21.8 / 22.5 (44.4),
+# 48x14336x4096 34.5 / 37.5 against 37.6 / 39.7 (45.8). At M = 16 it lost (16x4096x14336
+# k2 s8 17.0 against 16.6, 16x14336x4096 20.1 against 18.8), so M <= 16 keeps cp.async.
+_M17_TO_64 = dataclasses.replace(_M2_TO_16, token_tiles=AUTO_TOKEN_TILES, x_tensor=True)
 _ABOVE_64 = CudaGemmConfig(rows_per_warp=1, k_warps=1, ctas_per_sm=2, stages=4, tiled=True, x_ring=True)
 _BOTH = ((1, _M1), (16, _M2_TO_16), (64, _M17_TO_64), (1 << 30, _ABOVE_64))  # one table for both formats since session 10
 GPU_TABLES: dict[str, tuple[tuple[int, CudaGemmConfig], ...]] = {"nvfp4": _BOTH, "mxfp4": _BOTH}
@@ -499,7 +514,7 @@ def _launch(x: torch.Tensor, weight: FP4Weight, y: torch.Tensor, m: int, cfg: Cu
     torch.ops.swiglu_check_w4a16.gemm_(
         x, packed, scales, weight.global_scale.reshape(-1).to(torch.float32).contiguous(), y, partials, counters,
         row_expert, weights, FORMAT_IDS[weight.format], cfg.rows_per_warp, cfg.stages, cfg.k_warps, split, plant,
-        int(cfg.tiled), int(cfg.x_ring), cfg.token_tiles, int(cfg.producer))
+        int(cfg.tiled), int(cfg.x_ring), cfg.token_tiles, 2 if cfg.x_tensor else int(cfg.producer))
 
 
 def routed_rows_matmul(x: torch.Tensor, weight: FP4Weight, row_expert: torch.Tensor,

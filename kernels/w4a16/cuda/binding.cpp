@@ -40,7 +40,9 @@
 // fill a CTA-wide ring of weights and x for 8 tiles of 16 rows, with k_warps (1 or 2)
 // computing warps each. Needs tiled, x_ring 0, rows_per_warp 1, k_warps 1 or 2 (1 at
 // token_tiles 4 and 8), stages 4 or 8 (4 at token_tiles 8: the ring must fit shared
-// memory), no routed rows and plant 0 to 3.
+// memory), no routed rows and plant 0 to 3. producer = 2: the same kernel with x copied by
+// the bulk tensor copy engine (one copy per stage, issued by one producer warp: x_tensor in
+// w4a16_gemm.h).
 //
 // Messages are built as one std::string (no iostreams: see kernels/cuda/binding.cpp).
 #include <ATen/ATen.h>
@@ -79,15 +81,17 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
           int64_t split_k, int64_t plant, int64_t tiled, int64_t x_ring, int64_t max_token_tiles, int64_t producer) {
   require(format == 0 || format == 1, "format must be 0 (NVFP4) or 1 (MXFP4), got " + std::to_string(format));
   require(rows_per_warp == 1 || rows_per_warp == 2, "rows_per_warp must be 1 or 2");
-  require(producer == 0 || producer == 1, "producer must be 0 or 1");
+  require(producer >= 0 && producer <= 2, "producer must be 0, 1 or 2 (x by tensor copy), got " + std::to_string(producer));
+  const bool x_tensor = producer == 2;
   require(stages == 4 || (producer && stages == 8),
           "stages must be 4 (or 8 with the producer kernel), got " + std::to_string(stages));
   require(!producer || (tiled && !x_ring && rows_per_warp == 1 && (k_warps == 1 || k_warps == 2) &&
                         producer_instantiated(static_cast<int>(format), static_cast<int>(max_token_tiles),
-                                              static_cast<int>(stages), static_cast<int>(k_warps)) &&
+                                              static_cast<int>(stages), static_cast<int>(k_warps), x_tensor) &&
                         row_expert.numel() == 0 && plant <= 3),
           "the producer kernel needs tiled 1, x_ring 0, rows_per_warp 1, k_warps 1 or 2 (1 above 2 token tiles), "
-          "4 stages at token_tiles 8, no routed rows and plant 0 to 3");
+          "4 stages at token_tiles 8 (4 or 8 with x by tensor copy), no routed rows and "
+          "plant 0 to 3");
   require(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "k_warps must be 1, 2, 4 or 8, got " + std::to_string(k_warps));
   require(plant >= 0 && plant <= 6, "plant must be 0 to 6, got " + std::to_string(plant));
   require(plant == 0 || rows_per_warp == 1, "planted bugs exist for rows_per_warp 1 only");
@@ -227,7 +231,7 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
   p.token_tiles = mt;
   const bool ring_x = x_ring != 0;
   const int shared = producer ? producer_shared_bytes(static_cast<int>(format), mt, static_cast<int>(stages),
-                                                      static_cast<int>(k_warps))
+                                                      static_cast<int>(k_warps), x_tensor)
                               : gemm_shared_bytes(p, static_cast<int>(format), static_cast<int>(rows_per_warp),
                                                   static_cast<int>(stages), static_cast<int>(k_warps), ring_x);
   if (shared > kDefaultSharedBytes) {  // the common case needs no device query
@@ -243,8 +247,10 @@ void gemm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale
             pl = static_cast<int>(plant);
   cudaError_t err = cudaSuccess;
   if (producer) {
-    err = bf16 ? (format == 0 ? launch_bf16_nvfp4_producer(p, st, kw, pl, stream) : launch_bf16_mxfp4_producer(p, st, kw, pl, stream))
-               : (format == 0 ? launch_fp16_nvfp4_producer(p, st, kw, pl, stream) : launch_fp16_mxfp4_producer(p, st, kw, pl, stream));
+    err = bf16 ? (format == 0 ? launch_bf16_nvfp4_producer(p, st, kw, x_tensor, pl, stream)
+                              : launch_bf16_mxfp4_producer(p, st, kw, x_tensor, pl, stream))
+               : (format == 0 ? launch_fp16_nvfp4_producer(p, st, kw, x_tensor, pl, stream)
+                              : launch_fp16_mxfp4_producer(p, st, kw, x_tensor, pl, stream));
   } else {
     err = bf16 ? (format == 0 ? launch_bf16_nvfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream)
                               : launch_bf16_mxfp4(p, r, st, kw, tiled != 0, ring_x, pl, stream))

@@ -8,8 +8,9 @@ cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages
                              cudaStream_t stream) {
   return launch_format<__nv_bfloat16, 0>(p, rows_per_warp, stages, k_warps, tiled, x_ring, plant, stream);
 }
-cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream) {
-  return launch_producer<__nv_bfloat16, 0>(p, stages, k_warps, plant, stream);
+cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant,
+                                       cudaStream_t stream) {
+  return launch_producer<__nv_bfloat16, 0>(p, stages, k_warps, x_tensor, plant, stream);
 }
 }  // namespace w4a16
 }  // namespace swiglu_check

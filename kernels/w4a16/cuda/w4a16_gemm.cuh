@@ -52,9 +52,11 @@
 // (2^14) and one by the block scale give the exact weight (at most 6 significant bits).
 #pragma once
 
+#include <cuda.h>  // CUtensorMap and its encoder's types only: the encoder is found at run time (no libcuda link)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -920,14 +922,64 @@ __device__ __forceinline__ void bulk_copy(void* smem, const void* gmem, int byte
                : "memory");
 }
 
-constexpr int kProducerWarps = 4;  // the x copies spread over them: 2 per thread and step at 16 tokens
+// One arrival on `bar` that also announces `bytes` more bytes of bulk copies for its phase.
+__device__ __forceinline__ void mbarrier_arrive_expect_bytes(uint64_t* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes) : "memory");
+}
+// The box of `map` at (inner, outer) -> shared memory by the bulk tensor copy engine, counted
+// on `bar`'s transaction bytes (elements outside the tensor read as zeros).
+__device__ __forceinline__ void tensor_copy_2d(void* smem, const XTensorMap* map, int inner, int outer, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+      ::"r"(shared_address(smem)), "l"(reinterpret_cast<uint64_t>(map)), "r"(inner), "r"(outer),
+      "r"(shared_address(bar))
+      : "memory");
+}
+
+// x [M, K] (rows x_stride apart) as a tensor map for the producer kernel's x_tensor: boxes of
+// `rows` tokens by kXTensorBoxElements elements (w4a16_gemm.h). Needs x 16-byte aligned and
+// its rows a multiple of 16 bytes apart (else cudaErrorInvalidValue).
+template <typename T>
+cudaError_t encode_x_tensor_map(const GemmParams& p, int rows, XTensorMap* map) {
+  static_assert(sizeof(XTensorMap) == sizeof(CUtensorMap) && alignof(XTensorMap) >= alignof(CUtensorMap),
+                "XTensorMap holds a CUtensorMap");
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+  if (encode == nullptr) {
+    void* found = nullptr;
+    cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSymbolNotFound;
+    const cudaError_t err =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &found, 12000, cudaEnableDefault, &status);
+    if (err != cudaSuccess) return err;
+    if (status != cudaDriverEntryPointSuccess || found == nullptr) return cudaErrorNotSupported;
+    encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(found);
+  }
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(p.K), static_cast<cuuint64_t>(p.M)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(p.x_stride) * sizeof(T)};
+  const cuuint32_t box[2] = {kXTensorBoxElements, static_cast<cuuint32_t>(rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult result = encode(
+      reinterpret_cast<CUtensorMap*>(map),
+      std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+      const_cast<void*>(p.x), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return result == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
 
 // KW computing warps per tile (1 or 2): with 2, warp w and w + kWarps take tile w's even and
 // odd steps (16 computing warps, 4 per scheduler, to hide the math's latency) and add their
 // sums through shared memory at the end (producer_shared_bytes).
-template <typename T, int FORMAT, int MT, int S, int KW, int PLANT>
-__global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_producer_kernel(const GemmParams params) {
+//
+// XT (x_tensor): x arrives by one bulk tensor copy per stage instead (x_map), issued with the
+// weights' by a single producer warp; its rows are in K order, kXTensorBoxElements * 2 bytes
+// apart, and lanes c = 2, 3 take their four words in the order 2, 3, 0, 1 (x, weights and
+// NVFP4 block scales alike), which keeps each 8-lane phase of the 16-byte x loads on 8
+// different bank groups. A permutation of K per lane column c leaves the product unchanged.
+template <typename T, int FORMAT, int MT, int S, int KW, int XT, int PLANT>
+__global__ void __launch_bounds__((kWarps * KW + producer_warps(XT)) * 32, 1)
+    gemm_producer_kernel(const GemmParams params, const __grid_constant__ XTensorMap x_map) {
   static_assert((KW == 1 || KW == 2) && S % KW == 0, "one or two computing warps per tile, each with its own stages");
+  constexpr int kProducerWarps = producer_warps(XT);
+  constexpr int kXTokenBytes = producer_x_token_bytes(XT);
   // Up to 16 tokens a warp loads its x of a stage into registers (8 uint4) and frees the
   // stage before its math, with two accumulator chains; 32 and 64 tokens (16 and 32 uint4)
   // read x during the math, with one chain (their MT MMAs per step are independent already).
@@ -950,7 +1002,7 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
   const int token0 = (blockIdx.x % groups) * MT * 8;
   const int tokens = min(8 * MT, p.M - token0);
   const int cta_tiles = min(kWarps, (p.N + 15) / 16 - tile0);  // warps past the last tile idle
-  constexpr int kStageBytes = producer_stage_bytes(FORMAT, MT);
+  constexpr int kStageBytes = producer_stage_bytes(FORMAT, MT, XT);
   uint8_t* const ring = reinterpret_cast<uint8_t*>(smem);  // stage s: [tile][kTileBytes], then x [token][x_ring_token_bytes]
 
   const int chunks = (p.K + kChunk - 1) / kChunk;
@@ -961,7 +1013,8 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      mbarrier_init(&full[s], kProducerWarps * 32);  // the producer threads, each once its x copies have landed
+      // the producer threads, each once its x copies have landed (XT: one, announcing all bytes)
+      mbarrier_init(&full[s], XT ? 1 : kProducerWarps * 32);
       mbarrier_init(&empty[s], cta_tiles);  // stage s's readers: one warp per tile
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -1002,32 +1055,45 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
       const int s = n % S;
       if (n >= S) mbarrier_wait(&empty[s], ((n / S) & 1) ^ 1);  // step n - S's readers are done
       uint8_t* const stage = ring + s * kStageBytes;
+      const int chunk = chunk_begin + n;
+      if constexpr (XT) {  // the stage's one arrival announces every byte before a copy is issued
+        if (pt == 0) {
+          mbarrier_arrive_expect_bytes(&full[s], cta_tiles * kTileBytes + 8 * MT * kXTokenBytes);
+          tensor_copy_2d(stage + kWarps * kTileBytes, &x_map, chunk * kChunk, token0, &full[s]);
+        }
+      }
       if (contiguous) {  // one bulk copy for the CTA's tiles (a bulk copy's cost is mostly per copy)
         if (pt == 0) {
-          mbarrier_expect_bytes(&full[s], cta_tiles * kTileBytes);
+          if constexpr (!XT) mbarrier_expect_bytes(&full[s], cta_tiles * kTileBytes);
           bulk_copy(stage, w_src, cta_tiles * kTileBytes, &full[s]);
         }
       } else if (pt < cta_tiles) {
-        mbarrier_expect_bytes(&full[s], kTileBytes);
+        if constexpr (!XT) mbarrier_expect_bytes(&full[s], kTileBytes);
         bulk_copy(stage + pt * kTileBytes, w_src, kTileBytes, &full[s]);
       }
       w_src += p.chunk_stride;
-      const int chunk = chunk_begin + n;
+      if constexpr (!XT) {
 #pragma unroll
-      for (int u = 0; u < kPieces; ++u) {
-        if (x_group[u] >= 0) {
-          const bool valid = chunk * kChunk + 8 * x_group[u] < p.K;  // else zeros (from element 0 of the row)
-          copy_async_l1<16>(stage + x_to[u], x_from[u] + (valid ? chunk * kChunk : -8 * x_group[u]), valid);
+        for (int u = 0; u < kPieces; ++u) {
+          if (x_group[u] >= 0) {
+            const bool valid = chunk * kChunk + 8 * x_group[u] < p.K;  // else zeros (from element 0 of the row)
+            copy_async_l1<16>(stage + x_to[u], x_from[u] + (valid ? chunk * kChunk : -8 * x_group[u]), valid);
+          }
         }
+        mbarrier_arrive_after_copies(&full[s]);
       }
-      mbarrier_arrive_after_copies(&full[s]);
     }
-    asm volatile("cp.async.wait_all;" ::: "memory");
+    if constexpr (!XT) asm volatile("cp.async.wait_all;" ::: "memory");
   } else if (tile_warp < cta_tiles) {
-    // lanes of tokens past the end read the last token (their results are never stored)
+    // lanes of tokens past the end read the last token (XT: zeros); their results are never stored
+    const bool swapped = XT && (c & 2);  // XT: this lane takes its words in the order 2, 3, 0, 1
+    const int swap = swapped ? 32 : 0;  // bytes from word w to word w ^ 2 for w < 2
     int x_lane[MT];
 #pragma unroll
-    for (int j = 0; j < MT; ++j) x_lane[j] = kWarps * kTileBytes + min(8 * j + g, tokens - 1) * x_ring_token_bytes() + c * 16;
+    for (int j = 0; j < MT; ++j) {
+      x_lane[j] = XT ? kWarps * kTileBytes + (8 * j + g) * kXTokenBytes + c * 64
+                     : kWarps * kTileBytes + min(8 * j + g, tokens - 1) * kXTokenBytes + c * 16;
+    }
     uint32_t parity = 0;
     for (int base = 0; base < steps; base += S) {
 #pragma unroll
@@ -1038,9 +1104,18 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
           mbarrier_wait(&full[i], parity);
           uint4 wq[1][2];
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wq[0][h] = reinterpret_cast<const uint4*>(tile)[h * 32 + lane];
+          for (int h = 0; h < 2; ++h) {
+            const uint4 q = reinterpret_cast<const uint4*>(tile)[h * 32 + lane];
+            wq[0][h] = swapped ? make_uint4(q.z, q.w, q.x, q.y) : q;
+          }
           uint32_t bytes[1] = {read_lane_scales<FORMAT, 1, PLANT>(tile + kWeightTileBytes, lane)};
-          auto x_at = [&](int j, int w) { return *reinterpret_cast<const uint4*>(stage + x_lane[j] + w * 64); };
+          if constexpr (XT && FORMAT == 0) {  // words 0, 1 take block 2c + 1 and words 2, 3 block 2c, each row
+            bytes[0] = prmt(bytes[0], 0, swapped ? 0x2301 : 0x3210);
+          }
+          auto x_at = [&](int j, int w) {
+            if constexpr (XT) return *reinterpret_cast<const uint4*>(stage + x_lane[j] + 16 * w + (w < 2 ? swap : -swap));
+            else return *reinterpret_cast<const uint4*>(stage + x_lane[j] + w * 64);
+          };
           if constexpr (kXInRegisters) {  // the stage is free before the math
             uint4 bx[MT][4];
 #pragma unroll
@@ -1079,13 +1154,18 @@ __global__ void __launch_bounds__((kWarps * KW + kProducerWarps) * 32, 1) gemm_p
   finish_tiles<T, FORMAT, 1, MT>(p, acc, (tile0 + min(warp, kWarps - 1)) * 16, token0, storer, row_weight);
 }
 
-template <typename T, int FORMAT, int MT, int S, int KW, int PLANT>
+template <typename T, int FORMAT, int MT, int S, int KW, int XT, int PLANT>
 cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t stream) {
-  constexpr auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, KW, PLANT>;
-  constexpr int bytes = producer_shared_bytes(FORMAT, MT, S, KW);
-  const cudaError_t err = allow_shared_bytes<kernel>(bytes);
+  constexpr auto kernel = gemm_producer_kernel<T, FORMAT, MT, S, KW, XT, PLANT>;
+  constexpr int bytes = producer_shared_bytes(FORMAT, MT, S, KW, XT);
+  cudaError_t err = allow_shared_bytes<kernel>(bytes);
   if (err != cudaSuccess) return err;
-  kernel<<<grid, (kWarps * KW + kProducerWarps) * 32, bytes, stream>>>(p);
+  XTensorMap x_map = {};
+  if constexpr (XT) {
+    err = encode_x_tensor_map<T>(p, 8 * MT, &x_map);
+    if (err != cudaSuccess) return err;
+  }
+  kernel<<<grid, (kWarps * KW + producer_warps(XT)) * 32, bytes, stream>>>(p, x_map);
   return cudaGetLastError();
 }
 
@@ -1093,27 +1173,32 @@ cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t 
 // 16 rows per CTA with one or two computing warps each (k_warps), 4 or 8 stages: the
 // kernels producer_instantiated names.
 template <typename T, int FORMAT>
-cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream) {
+cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
   const dim3 grid = gemm_grid(p, cta_rows(1, 1));
   if (p.row_expert != nullptr || (mt != 1 && mt != 2 && mt != 4 && mt != 8) || (stages != 4 && stages != 8) ||
       (k_warps != 1 && k_warps != 2))
     return cudaErrorInvalidValue;
-  auto pick = [&](auto mt_tag, auto s_tag, auto kw_tag) -> cudaError_t {
+  auto pick_xt = [&](auto mt_tag, auto s_tag, auto kw_tag, auto xt_tag) -> cudaError_t {
     constexpr int kMT = decltype(mt_tag)::value;
     constexpr int kS = decltype(s_tag)::value;
     constexpr int kKW = decltype(kw_tag)::value;
-    if constexpr (!producer_instantiated(FORMAT, kMT, kS, kKW)) {
+    constexpr int kXT = decltype(xt_tag)::value;
+    if constexpr (!producer_instantiated(FORMAT, kMT, kS, kKW, kXT)) {
       return cudaErrorInvalidValue;
     } else {
       switch (plant) {
-        case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoPlant>(p, grid, stream);
-        case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNibbleSwap>(p, grid, stream);
-        case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kScaleOffByOne>(p, grid, stream);
-        case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kNoMath>(p, grid, stream);
+        case kNoPlant: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kXT, kNoPlant>(p, grid, stream);
+        case kNibbleSwap: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kXT, kNibbleSwap>(p, grid, stream);
+        case kScaleOffByOne: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kXT, kScaleOffByOne>(p, grid, stream);
+        case kNoMath: return launch_producer_kernel<T, FORMAT, kMT, kS, kKW, kXT, kNoMath>(p, grid, stream);
         default: return cudaErrorInvalidValue;
       }
     }
+  };
+  auto pick = [&](auto mt_tag, auto s_tag, auto kw_tag) {
+    return x_tensor ? pick_xt(mt_tag, s_tag, kw_tag, std::integral_constant<int, 1>{})
+                    : pick_xt(mt_tag, s_tag, kw_tag, std::integral_constant<int, 0>{});
   };
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;

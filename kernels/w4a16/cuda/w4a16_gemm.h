@@ -83,27 +83,45 @@ __host__ __device__ constexpr int x_row_bytes(int chunks) { return chunks * kChu
 // slice's order (x_row_bytes), plus 64 bytes for the banks as there.
 __host__ __device__ constexpr int x_ring_token_bytes() { return kChunk * 2 + 64; }
 
+// x of the producer kernel by the bulk tensor copy engine (x_tensor): one tensor copy per
+// stage of the token group's rows, each over the chunk and 8 elements more, so that rows lie
+// 272 bytes apart (16 mod 128: with the consumers' word order, gemm_producer_kernel, the 8
+// lanes of a 16-byte load phase hit 8 different 16-byte bank groups). The 8 extra elements
+// (6% more of x read from L2) are never used. One producer warp issues the copies.
+constexpr int kXTensorBoxElements = kChunk + 8;
+struct alignas(128) XTensorMap {  // a CUtensorMap's 128 opaque bytes (made on the host, w4a16_gemm.cuh)
+  unsigned long long opaque[16];
+};
+__host__ __device__ constexpr int producer_warps(bool x_tensor) { return x_tensor ? 1 : 4; }
+__host__ __device__ constexpr int producer_x_token_bytes(bool x_tensor) {
+  return x_tensor ? kXTensorBoxElements * 2 : x_ring_token_bytes();
+}
+
 // One stage of the producer kernel's CTA-wide ring (w4a16_gemm.cuh, gemm_producer_kernel):
 // the kWarps tiles' pieces of one chunk, then x rows for 8 * token_tiles tokens, rounded up to
 // 128 bytes so that every stage starts on the grid of its global source.
-__host__ __device__ constexpr int producer_stage_bytes(int format, int token_tiles) {
-  return (kWarps * ring_tile_bytes(format) + 8 * token_tiles * x_ring_token_bytes() + 127) / 128 * 128;
+__host__ __device__ constexpr int producer_stage_bytes(int format, int token_tiles, bool x_tensor) {
+  return (kWarps * ring_tile_bytes(format) + 8 * token_tiles * producer_x_token_bytes(x_tensor) + 127) / 128 * 128;
 }
 
 // The producer kernel's dynamic shared memory: its ring of `stages` stages, then with two
 // computing warps per tile (k_warps 2) the odd steps' warps' sums (MT * 4 floats per lane).
-__host__ __device__ constexpr int producer_shared_bytes(int format, int token_tiles, int stages, int k_warps) {
-  return stages * producer_stage_bytes(format, token_tiles) + (k_warps == 2 ? kWarps * 32 * token_tiles * 4 * 4 : 0);
+__host__ __device__ constexpr int producer_shared_bytes(int format, int token_tiles, int stages, int k_warps,
+                                                        bool x_tensor) {
+  return stages * producer_stage_bytes(format, token_tiles, x_tensor) +
+         (k_warps == 2 ? kWarps * 32 * token_tiles * 4 * 4 : 0);
 }
 
 // Which producer kernels exist (the launchers instantiate these, the binding and
 // cuda_gemm.producer_kernel_exists accept these): 32 and 64 tokens (token tiles 4, 8) with
 // one computing warp per tile only (with two, their 640 threads get 96 registers each and
 // spilled; one was faster anyway, H100 session 16: 64x4096x14336 NVFP4 34.7 against 43.5 us
-// at 8 token tiles), and only rings that fit the H100's shared memory (8 token tiles: 4 stages).
-__host__ __device__ constexpr bool producer_instantiated(int format, int token_tiles, int stages, int k_warps) {
+// at 8 token tiles), only rings that fit the H100's shared memory (8 token tiles: 4 stages
+// with x by cp.async, 4 or 8 with x_tensor's narrower rows).
+__host__ __device__ constexpr bool producer_instantiated(int format, int token_tiles, int stages, int k_warps,
+                                                         bool x_tensor) {
   return (token_tiles <= 2 || k_warps == 1) &&
-         producer_shared_bytes(format, token_tiles, stages, k_warps) + kStaticSharedBound <= kMaxSharedBytes;
+         producer_shared_bytes(format, token_tiles, stages, k_warps, x_tensor) + kStaticSharedBound <= kMaxSharedBytes;
 }
 
 // Dynamic shared memory of one CTA: a ring of `stages` chunks per warp (R 16-row tiles of
@@ -118,11 +136,16 @@ inline int gemm_shared_bytes(const GemmParams& p, int format, int rows_per_warp,
   return rings + (x_ring ? stages * k_warps * tokens * x_ring_token_bytes() : tokens * x_row_bytes(per_split));
 }
 
-// The producer-warp kernel (stages 4 or 8, k_warps 1 or 2): launch_<dtype>_<format>_producer.
-cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
-cudaError_t launch_bf16_mxfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
-cudaError_t launch_fp16_mxfp4_producer(const GemmParams& p, int stages, int k_warps, int plant, cudaStream_t stream);
+// The producer-warp kernel (stages 4 or 8, k_warps 1 or 2, x by cp.async or x_tensor):
+// launch_<dtype>_<format>_producer.
+cudaError_t launch_bf16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant,
+                                       cudaStream_t stream);
+cudaError_t launch_bf16_mxfp4_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant,
+                                       cudaStream_t stream);
+cudaError_t launch_fp16_nvfp4_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant,
+                                       cudaStream_t stream);
+cudaError_t launch_fp16_mxfp4_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant,
+                                       cudaStream_t stream);
 cudaError_t launch_bf16_nvfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
                              cudaStream_t stream);
 cudaError_t launch_bf16_mxfp4(const GemmParams& p, int rows_per_warp, int stages, int k_warps, bool tiled, bool x_ring, int plant,
