@@ -883,6 +883,9 @@ inline dim3 gemm_grid(const GemmParams& p, int rows) {
 // tile 38 us (a bulk copy costs per copy, not per byte). Session 14, KW = 2 and 8 stages:
 // 16.3 us. Session 16, 32 and 64 tokens per CTA (MT 4, 8) instead of token groups of 16:
 // 64x4096x14336 34.7 us against 57.3 (each weight decoded once, and 112 CTAs instead of 448).
+// Session 17, x by one bulk tensor copy per stage (XT, below; one producer warp): 28.5 us
+// there, but slower at 16 tokens (16x4096x14336 17.0 against 16.6). XT at 32 tokens with x
+// in registers and two chains (138 registers) lost its gain (64x14336x4096 35.0 -> 35.8).
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
