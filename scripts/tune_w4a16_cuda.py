@@ -12,7 +12,8 @@ made once per weight, outside the timing, as an engine does at load), --x-ring (
 streams through a ring shared by the CTA's warps), --token-tiles (the most 8-token tiles
 per CTA; 4 and 8 with the x ring and one warp along K, or the producer kernel) and
 --producer (1: the producer-warp kernel, for the configs it exists for: tiled, no x ring,
-rows 1, one or two warps along K per tile, 4 stages at 8 token tiles). --variants also times the kernel's diagnostic
+rows 1, one or two warps along K per tile, 4 stages at 8 token tiles) and --x-tensor (1: the
+producer kernel's x by the bulk tensor copy engine). --variants also times the kernel's diagnostic
 variants (cuda_gemm.PLANTS: `no-math` streams the weights without decoding or
 multiplying; `no-x-loads`, `no-mma`, `no-decode` each leave one part of the math out, M = 9
 to 16 with the x ring only) at rows 1 and 4 stages for each --k-warps, --ctas, --tiled and

@@ -1006,7 +1006,7 @@ __global__ void __launch_bounds__((kWarps * KW + producer_warps(XT)) * 32, 1)
   const int tokens = min(8 * MT, p.M - token0);
   const int cta_tiles = min(kWarps, (p.N + 15) / 16 - tile0);  // warps past the last tile idle
   constexpr int kStageBytes = producer_stage_bytes(FORMAT, MT, XT);
-  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem);  // stage s: [tile][kTileBytes], then x [token][x_ring_token_bytes]
+  uint8_t* const ring = reinterpret_cast<uint8_t*>(smem);  // stage s: [tile][kTileBytes], then x [token][kXTokenBytes]
 
   const int chunks = (p.K + kChunk - 1) / kChunk;
   const int per_split = (chunks + p.split_k - 1) / p.split_k;
@@ -1173,8 +1173,8 @@ cudaError_t launch_producer_kernel(const GemmParams& p, dim3 grid, cudaStream_t 
 }
 
 // Up to 64 tokens per token group (token tiles 1, 2, 4, 8), the tiled layout, 8 tiles of
-// 16 rows per CTA with one or two computing warps each (k_warps), 4 or 8 stages: the
-// kernels producer_instantiated names.
+// 16 rows per CTA with one or two computing warps each (k_warps), 4 or 8 stages, x by cp.async
+// or by the bulk tensor copy engine (x_tensor): the kernels producer_instantiated names.
 template <typename T, int FORMAT>
 cudaError_t launch_producer(const GemmParams& p, int stages, int k_warps, bool x_tensor, int plant, cudaStream_t stream) {
   const int mt = p.token_tiles;
