@@ -321,6 +321,10 @@ def test_producer_config_covers_a_cta_of_eight_tiles_and_splits_for_occupancy_on
     producer = cuda_gemm.CudaGemmConfig(rows_per_warp=1, tiled=True, producer=True, ctas_per_sm=1)
     assert producer.label == "r1k1c1s0p4tw" and producer.rows_per_cta == 128
     assert dataclasses.replace(producer, stages=8, token_tiles=1).label == "r1k1c1s0p8tm1w"
+    # 64 tokens in 8 stages fit shared memory only with x_tensor's narrower x rows
+    assert dataclasses.replace(producer, stages=8, token_tiles=8, x_tensor=True).label == "r1k1c1s0p8tm8wv"
+    with pytest.raises(ValueError, match="without x_tensor"):
+        dataclasses.replace(producer, stages=8, token_tiles=8)
     # N = 4096: 32 CTAs, split 4 = 128 <= 132; N = 14336: 112 CTAs, no split
     assert cuda_gemm.choose_split_k(16, 4096, 14336, producer, 132) == 4
     assert cuda_gemm.choose_split_k(16, 14336, 4096, producer, 132) == 1

@@ -98,8 +98,8 @@ class CudaGemmConfig:
     # 4 warps of the CTA fill a CTA-wide ring of weights and x for 8 tiles of 16 rows with
     # k_warps computing warps each (PRODUCER_K_WARPS; w4a16_gemm.cuh, gemm_producer_kernel):
     # tiled, not x_ring, rows_per_warp 1, stages one of PRODUCER_STAGES; above 2 token tiles
-    # k_warps 1 only, and 4 stages at 8 (an 8-stage ring would not fit shared memory); the
-    # plain GEMM only (no routed rows)
+    # k_warps 1 only, and 4 stages at 8 (an 8-stage ring of cp.async x rows would not fit
+    # shared memory; x_tensor's narrower rows fit 8); the plain GEMM only (no routed rows)
     producer: bool = False
     # the producer kernel's x by the bulk tensor copy engine: one copy per stage from one
     # producer warp, instead of 16-byte cp.async pieces from four (w4a16_gemm.h, x_tensor)
@@ -118,7 +118,7 @@ class CudaGemmConfig:
                 raise ValueError(f"bad CUDA W4A16 config {self}: the producer kernel needs tiled, no x_ring,"
                                  f" rows_per_warp 1, k_warps one of {PRODUCER_K_WARPS} (1 above 2 token tiles),"
                                  f" token_tiles one of {TOKEN_TILES} or {AUTO_TOKEN_TILES} (auto, with split_k 0),"
-                                 f" stages one of {PRODUCER_STAGES} (4 at token_tiles 8), ctas_per_sm >= 1,"
+                                 f" stages one of {PRODUCER_STAGES} (4 at token_tiles 8 without x_tensor), ctas_per_sm >= 1,"
                                  f" split_k >= 0")
             return
         if (self.rows_per_warp not in (1, 2) or self.stages not in STAGES
