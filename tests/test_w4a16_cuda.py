@@ -574,7 +574,7 @@ def test_gpu_binding_takes_exactly_the_producer_kernels_python_says_exist(fmt: s
     with a one-line error, and runs every one that is: the header's producer_instantiated
     and cuda_gemm.producer_kernel_exists agree."""
     x, q, exact = make_problem(fmt, 64, 512, 256, torch.bfloat16)
-    cuda_gemm.EXTENSION.ensure_loaded()  # (these call the op itself)
+    cuda_gemm.EXTENSION.ensure_loaded()  # (the op is called directly below)
     tiled = cuda_gemm.tiled_layout(q)
     empty = torch.empty(0, dtype=torch.int32, device=x.device)
     for tiles, k_warps, stages, x_tensor in itertools.product(cuda_gemm.TOKEN_TILES, cuda_gemm.PRODUCER_K_WARPS,
@@ -598,7 +598,7 @@ def test_gpu_tiled_pieces_in_either_order_and_no_overlaps() -> None:
     """The op reads the tiled pieces through their strides: tile-major and chunk-major give
     the same bits; a view whose pieces overlap is a one-line error, not a wrong product."""
     x, q, exact = make_problem("nvfp4", 3, 512, 64, torch.bfloat16)
-    cuda_gemm.EXTENSION.ensure_loaded()  # (these call the op itself)
+    cuda_gemm.EXTENSION.ensure_loaded()  # (the op is called directly below)
     chunk_major = cuda_gemm.tiled_layout(q)
     tile_major = chunk_major.contiguous()
     assert chunk_major.stride() != tile_major.stride()

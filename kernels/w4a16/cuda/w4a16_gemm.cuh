@@ -886,6 +886,9 @@ inline dim3 gemm_grid(const GemmParams& p, int rows) {
 // Session 17, x by one bulk tensor copy per stage (XT, below; one producer warp): 28.5 us
 // there, but slower at 16 tokens (16x4096x14336 17.0 against 16.6). XT at 32 tokens with x
 // in registers and two chains (138 registers) lost its gain (64x14336x4096 35.0 -> 35.8).
+// Session 18, tried on branches and not kept: the weights multicast to a cluster of two token
+// groups (bit-equal, slower: 64x4096x4096 15.7 -> 18.2 us, no-math 10.4 -> 10.9) and 7 tiles
+// per CTA to fill 128 SMs at N = 14336 (no faster: 16.2 -> 16.1).
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
