@@ -4,7 +4,8 @@
     ncu --clock-control none -k regex:gemm_kernel --launch-skip 2 --launch-count 1 \\
         python3 scripts/profile_w4a16_cuda.py 1x4096x14336 --config r1k4c4p4
 
-`--config rRkWcC[sS]pP[t][x][mT][w][v]` (a config's label, as the tuner prints it): rows per
+`--config rRkWcC[sS]pP[t][x][mT][w][v]` (a config's label, as the tuner prints it;
+CudaGemmConfig.from_label): rows per
 warp R, warps along K W (kW may be left out: 1; k0: auto), CTAs per SM C (split-K aim), split
 of K S (0 or left out: from the aim), ring stages P; `t` the tiled layout, `x` x in the CTA's
 ring, `mT` at most T 8-token tiles per CTA (default 2), `w` the producer-warp kernel, `v` its x
@@ -14,7 +15,6 @@ by the bulk tensor copy engine. `--plant no-math` profiles the diagnostic varian
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 
@@ -35,16 +35,10 @@ def main() -> int:
     from swiglu_check.kinds.linear_w4a16 import random_fp4_weight
 
     m, k, n = (int(v) for v in args.shape.split("x"))
-    match = re.fullmatch(r"r(\d)(?:k(\d))?c(\d+)(?:s(\d+))?p(\d)(t?)(x?)(?:m(\d))?(w?)(v?)", args.config)
-    if not match:
-        parser.error(f"--config: expected rRkWcC[sS]pP[t][x][mT][w][v], got {args.config!r}")
     try:
-        cfg = cuda_gemm.CudaGemmConfig(rows_per_warp=int(match[1]), k_warps=int(match[2] or 1),
-                                       ctas_per_sm=int(match[3]), split_k=int(match[4] or 0), stages=int(match[5]),
-                                       tiled=bool(match[6]), x_ring=bool(match[7]), token_tiles=int(match[8] or 2),
-                                       producer=bool(match[9]), x_tensor=bool(match[10]))
+        cfg = cuda_gemm.CudaGemmConfig.from_label(args.config)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(f"--config: {exc}")
     g = torch.Generator(device="cuda").manual_seed(0)
     weight = random_fp4_weight(args.format, n, k, "cuda", g)
     x = torch.randn((m, k), device="cuda", generator=g).to(torch.bfloat16)

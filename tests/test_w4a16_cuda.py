@@ -373,6 +373,23 @@ def test_auto_token_tiles_pick_the_widest_kernel_whose_ctas_keep_32_chunks(shape
     assert cuda_gemm.resolve_token_tiles(fixed, m, n, k, 132) is fixed
 
 
+def test_config_labels_parse_back_to_their_configs() -> None:
+    """The tuner prints labels and the profiler script takes them (--config): every table
+    entry and a fixed split come back as the same config; the short forms without kW and sS
+    are k_warps 1 and split_k 0; other text and configs no kernel is built for are one-line
+    ValueErrors."""
+    configs = [cuda_gemm.pick_config(m, fmt) for m in (1, 16, 64, 300) for fmt in fp4.FORMATS]
+    configs += [cuda_gemm.CudaGemmConfig(split_k=3), dataclasses.replace(PRODUCER, token_tiles=8, x_tensor=True)]
+    for config in configs:
+        assert cuda_gemm.CudaGemmConfig.from_label(config.label) == config, config.label
+    assert cuda_gemm.CudaGemmConfig.from_label("r1k4c4p4") == cuda_gemm.CudaGemmConfig(rows_per_warp=1, k_warps=4)
+    assert cuda_gemm.CudaGemmConfig.from_label("r2c4p4") == cuda_gemm.CudaGemmConfig()
+    with pytest.raises(ValueError, match="expected a CUDA W4A16 config label"):
+        cuda_gemm.CudaGemmConfig.from_label("r1k2c1s0p8tw ")
+    with pytest.raises(ValueError, match="bad CUDA W4A16 config"):
+        cuda_gemm.CudaGemmConfig.from_label("r1k1c1p6tw")
+
+
 def test_launch_table_per_format(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """At M = 1 both formats pick warps along K per shape, aiming at one CTA per SM (session
     10's measurements with CTAs of 8 warps); the tables are per format (tables.pick_by_format),

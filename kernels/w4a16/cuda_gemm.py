@@ -14,6 +14,7 @@ machinery (kernels/cuda/build.py).
 from __future__ import annotations
 
 import dataclasses
+import re
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,10 +144,24 @@ class CudaGemmConfig:
 
     @property
     def label(self) -> str:
+        """Compact, parseable name (`from_label`), e.g. `r1k2c1s0p8tw`."""
         return (f"r{self.rows_per_warp}k{self.k_warps}c{self.ctas_per_sm}s{self.split_k}p{self.stages}"
                 + ("t" if self.tiled else "") + ("x" if self.x_ring else "")
                 + (f"m{self.token_tiles}" if self.token_tiles != 2 else "") + ("w" if self.producer else "")
                 + ("v" if self.x_tensor else ""))
+
+    LABEL_FORM = "rRkWcC[sS]pP[t][x][mT][w][v]"  # kW and sS may be left out (k_warps 1, split_k 0)
+
+    @classmethod
+    def from_label(cls, label: str) -> "CudaGemmConfig":
+        """Inverse of `label`; ValueError (one line) for text of another form or a config no
+        kernel is built for."""
+        match = re.fullmatch(r"r(\d)(?:k(\d))?c(\d+)(?:s(\d+))?p(\d)(t?)(x?)(?:m(\d))?(w?)(v?)", label)
+        if not match:
+            raise ValueError(f"expected a CUDA W4A16 config label {cls.LABEL_FORM}, got {label!r}")
+        return cls(rows_per_warp=int(match[1]), k_warps=int(match[2] or 1), ctas_per_sm=int(match[3]),
+                   split_k=int(match[4] or 0), stages=int(match[5]), tiled=bool(match[6]), x_ring=bool(match[7]),
+                   token_tiles=int(match[8] or 2), producer=bool(match[9]), x_tensor=bool(match[10]))
 
 
 def token_tiles(m: int, max_tiles: int = 2) -> int:
